@@ -1,0 +1,234 @@
+"""The app factory: builds the plugin manager, collects every plugin's contributions, returns Litestar."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from litestar import Litestar, Router
+from litestar.config.compression import CompressionConfig
+from litestar.connection import ASGIConnection
+from litestar.di import Provide
+from litestar.handlers import BaseRouteHandler
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RapidocRenderPlugin
+from litestar.static_files import create_static_files_router
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inopsio import __version__
+from inopsio.db.base import Base
+from inopsio.db.engine import Database
+from inopsio.db.roles import app_url_from_owner_url, check_app_role
+from inopsio.embedded import ensure_services
+from inopsio.errors import EXCEPTION_HANDLERS, Problem
+from inopsio.kernel import Kernel
+from inopsio.plugins import KERNEL, PluginError, PluginRegistry, build_plugin_manager, call_async
+from inopsio.quotas.services import QuotaService
+from inopsio.settings import Settings, load_settings
+from inopsio.tenancy.resolution import STATE_KEY, TenantResolutionMiddleware
+from inopsio.tenancy.schemas import TenantInfo
+from inopsio.tenancy.services import TenantService
+
+log = logging.getLogger("inopsio")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MODULE_OPT = "inopsio_module"
+
+
+def collect_models(registry: PluginRegistry) -> list[tuple[str, type]]:
+    def validate(plugin: str, model: Any) -> None:
+        if not (isinstance(model, type) and issubclass(model, Base)):
+            raise ValueError(f"{model!r} is not a model class derived from inopsio.db.Base")
+
+    return registry.collect("register_models", validate)
+
+
+def collect_migrations(registry: PluginRegistry) -> list[tuple[str, tuple[Path, str]]]:
+    branches: list[tuple[str, tuple[Path, str]]] = []
+    for plugin, (args, kwargs) in (
+        (p, item if isinstance(item, tuple) else ((item,), {})) for p, item in registry.collect("register_migrations")
+    ):
+        location = Path(kwargs.get("location", args[0] if args else ""))
+        label = str(kwargs.get("branch_label", args[1] if len(args) > 1 else ""))
+        if not location.is_dir():
+            raise PluginError(f"plugin {plugin!r}, hook register_migrations: {location} is not a folder")
+        if not label:
+            raise PluginError(f"plugin {plugin!r}, hook register_migrations: a branch label is required")
+        branches.append((plugin, (location, label)))
+    return branches
+
+
+def _route_paths(handler: Any) -> list[str]:
+    paths = getattr(handler, "paths", None)
+    if paths:
+        return [str(p) for p in paths]
+    path = getattr(handler, "path", None)
+    return [str(path)] if path else []
+
+
+def collect_routers(registry: PluginRegistry, settings: Settings) -> list[Router]:
+    """One router per plugin; a plugin's routes stay in its namespace and are off where it is off."""
+    per_plugin: dict[str, list[Any]] = {}
+
+    def validate(plugin: str, handler: Any) -> None:
+        if registry.infos[plugin].is_kernel:
+            return
+        allowed = (f"/api/v1/{plugin}", f"/{plugin}")
+        for path in _route_paths(handler):
+            normalised = "/" + path.strip("/")
+            if not any(normalised == a or normalised.startswith(a + "/") for a in allowed):
+                raise ValueError(f"route {path!r} is outside the plugin's namespace ({' or '.join(allowed)})")
+
+    for plugin, handler in registry.collect("register_routes", validate, settings=settings):
+        per_plugin.setdefault(plugin, []).append(handler)
+    routers = []
+    for plugin, handlers in per_plugin.items():
+        module = registry.module_of(plugin)
+        guards = [] if module == KERNEL else [module_enabled_guard]
+        routers.append(
+            Router(path="/", route_handlers=handlers, guards=guards, opt={MODULE_OPT: module})
+        )
+    return routers
+
+
+async def module_enabled_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """A tenant that switched a module off sees its routes as if they did not exist."""
+    tenant: TenantInfo | None = connection.scope.get("state", {}).get(STATE_KEY)
+    module = handler.opt.get(MODULE_OPT)
+    if tenant is not None and module and not tenant.module_enabled(module):
+        raise Problem(404, "not-found", "There is nothing at this address.")
+
+
+async def provide_kernel(request: Any) -> Kernel:
+    return request.app.state.kernel  # type: ignore[no-any-return]
+
+
+async def provide_tenant(request: Any) -> TenantInfo:
+    tenant: TenantInfo | None = request.scope.get("state", {}).get(STATE_KEY)
+    if tenant is None:
+        base = request.app.state.kernel.settings.base_domain
+        raise Problem(
+            400, "tenant-required",
+            f"This endpoint belongs to a tenant: call it on <tenant>.{base} or send an X-Tenant header.",
+        )
+    return tenant
+
+
+async def provide_db_session(kernel: Kernel, tenant: TenantInfo) -> AsyncGenerator[AsyncSession, None]:
+    """The request's database session: one transaction scoped to the request's tenant."""
+    async with kernel.db.session(tenant.id) as session:
+        yield session
+
+
+def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
+    assert settings.database_url and settings.redis_url, "ensure_services() fills both URLs"
+    app_url = settings.database_app_url or app_url_from_owner_url(settings.database_url, settings.database_app_role)
+    db = Database(app_url, settings.database_url, pool_size=settings.database_pool_size)
+    redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+    tenants = TenantService(db, redis, registry, settings)
+    quotas = QuotaService(db, redis, settings.quotas)
+    kernel = Kernel(settings=settings, plugins=registry, db=db, redis=redis, tenants=tenants, quotas=quotas)
+
+    def validate_check(plugin: str, item: Any) -> None:
+        if not (isinstance(item, tuple) and len(item[0]) == 2 and callable(item[0][1])):
+            raise ValueError("register(name, check) takes a name and an async callable")
+
+    for plugin, ((name, check), _) in registry.collect("register_health_checks", validate_check):
+        kernel.health_checks.append((plugin, str(name), check))
+    return kernel
+
+
+async def _every(seconds: float, action: Any, what: str) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await action()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("%s failed; will retry", what, exc_info=True)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Litestar) -> AsyncIterator[None]:
+    kernel: Kernel = app.state.kernel
+    async with kernel.db.engine.connect() as connection:
+        await connection.run_sync(check_app_role)
+    kernel.tasks.append(asyncio.create_task(kernel.tenants.directory.listen(kernel.redis)))
+    kernel.tasks.append(
+        asyncio.create_task(_every(kernel.settings.usage_flush_seconds, kernel.quotas.flush, "usage flush"))
+    )
+    await call_async(kernel.plugins.hook.on_startup, kernel=kernel)
+    try:
+        yield
+    finally:
+        await call_async(kernel.plugins.hook.on_shutdown, reverse=True, kernel=kernel)
+        for task in kernel.tasks:
+            task.cancel()
+        for task in kernel.tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        kernel.tasks.clear()
+        with contextlib.suppress(Exception):
+            await kernel.quotas.flush()
+        await kernel.redis.aclose()
+        await kernel.db.dispose()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    plugins: Sequence[object] = (),
+    load_entry_points: bool = True,
+) -> Litestar:
+    """Build an Inopsio app.
+
+    ``settings`` default to :func:`load_settings`; with no database or Redis URL, embedded ones are
+    started. Installed plugins load through the ``inopsio`` entry points (``settings.plugins``
+    chooses which); ``plugins`` adds plugin objects or module names besides them.
+    """
+    settings = ensure_services(settings or load_settings())
+    registry = build_plugin_manager(
+        settings.plugins, plugins, load_entry_points=load_entry_points, trace=settings.trace_hooks
+    )
+    collect_models(registry)
+    kernel = build_kernel(settings, registry)
+    route_handlers: list[Any] = collect_routers(registry, settings)
+    if STATIC_DIR.is_dir():
+        route_handlers.append(
+            create_static_files_router(path="/static", directories=[STATIC_DIR], opt={"tenancy": "none"},
+                                       include_in_schema=False)
+        )
+    app = Litestar(
+        route_handlers=route_handlers,
+        dependencies={
+            "kernel": Provide(provide_kernel),
+            "tenant": Provide(provide_tenant),
+            "db_session": Provide(provide_db_session),
+        },
+        middleware=[DefineMiddleware(TenantResolutionMiddleware, kernel=kernel)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="Inopsio",
+            version=__version__,
+            path="/schema",
+            render_plugins=[RapidocRenderPlugin(path=["/", "/rapidoc"], js_url="/static/vendor/rapidoc-min.js")],
+        ),
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024, exclude=["/health"]),
+        request_max_body_size=settings.max_body_bytes,
+        lifespan=[_lifespan],
+        debug=False,
+    )
+    app.state.kernel = kernel
+    return app
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for ``uvicorn --factory``: settings from the environment, plugins from entry points."""
+    return create_app(load_settings(dict(os.environ)))

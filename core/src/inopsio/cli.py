@@ -1,0 +1,303 @@
+"""The ``inopsio`` command: serve, worker, migrate, tenant, plugins, operator (and plugins' commands)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from inopsio import __version__
+from inopsio.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+DEMO_SLUG = "demo"
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(f"bad setting: {exc}") from None
+
+
+def _registry(settings: Settings) -> Any:
+    from inopsio.plugins import PluginError, build_plugin_manager
+
+    try:
+        return build_plugin_manager(settings.plugins, trace=settings.trace_hooks)
+    except PluginError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _with_kernel(action: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``action(kernel)`` against the configured (or embedded) services."""
+    from inopsio.app import build_kernel
+    from inopsio.embedded import ensure_services
+
+    settings = ensure_services(_settings())
+    registry = _registry(settings)
+
+    async def run() -> T:
+        kernel = build_kernel(settings, registry)
+        try:
+            return await action(kernel)
+        finally:
+            await kernel.redis.aclose()
+            await kernel.db.dispose()
+
+    return asyncio.run(run())
+
+
+class InopsioGroup(click.Group):
+    """Adds the commands plugins register through ``register_cli_commands``."""
+
+    _loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        try:
+            settings = load_settings()
+            registry = _registry(settings)
+        except (SettingsError, click.ClickException):
+            return  # the built-in commands report the problem when run
+        for _, command in registry.collect("register_cli_commands"):
+            if isinstance(command, click.Command) and command.name not in self.commands:
+                self.add_command(command)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None:
+            self._load_plugin_commands()
+            command = super().get_command(ctx, name)
+        return command
+
+
+@click.group(cls=InopsioGroup)
+@click.version_option(__version__, prog_name="inopsio")
+def main() -> None:
+    """Inopsio: CRM, ERP, email, workflows and security on one multi-tenant kernel.
+
+    Settings come from INOPSIO_* environment variables (see the README); with no
+    INOPSIO_DATABASE_URL / INOPSIO_REDIS_URL an embedded PostgreSQL and Redis run in INOPSIO_DATA_DIR.
+    """
+    logging.basicConfig(level=os.environ.get("INOPSIO_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: INOPSIO_HOST or 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default: INOPSIO_PORT or 8000).")
+@click.option("--workers", type=int, default=None, help="Web processes (default: INOPSIO_WEB_WORKERS or 1).")
+@click.option("--demo", is_flag=True, help="Create a demo tenant with sample data and print where to sign in.")
+def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -> None:
+    """Migrate the database, then serve the web app and API."""
+    import uvicorn
+
+    from inopsio import migrate
+    from inopsio.embedded import ensure_services
+
+    settings = ensure_services(_settings())
+    registry = _registry(settings)
+    migrate.upgrade(settings, registry)
+    host = host or settings.host
+    port = port or settings.port
+    if demo:
+        _create_demo(settings, host, port)
+    from inopsio.app import STATIC_DIR
+
+    if not (STATIC_DIR / "vendor" / "rapidoc-min.js").exists():
+        click.echo("note: browser assets are not built; run `npm ci` at the repository root for the API viewer.",
+                   err=True)
+    click.echo(f"Inopsio {__version__} on http://{host}:{port}  (API schema: http://{host}:{port}/schema)")
+    uvicorn.run(
+        "inopsio.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers or settings.web_workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+def _create_demo(settings: Settings, host: str, port: int) -> None:
+    from inopsio.platform.auth import create_operator_token
+    from inopsio.tenancy.schemas import TenantCreate
+
+    async def action(kernel: Any) -> tuple[Any, str]:
+        tenant = await kernel.tenants.by_slug(DEMO_SLUG)
+        if tenant is None:
+            tenant = await kernel.tenants.create(TenantCreate(slug=DEMO_SLUG, name="Demo Company"), demo_data=True)
+        token = await create_operator_token(kernel.db, f"demo-{os.getpid()}")
+        return tenant, token
+
+    tenant, token = _with_kernel(action)
+    base = settings.base_domain
+    click.echo(f"Demo tenant {tenant.slug!r}: http://{tenant.slug}.{base}:{port}/api/v1/tenant "
+               f"(or send X-Tenant: {tenant.slug} to http://{host}:{port})")
+    click.echo(f"Platform operator token (shown once): {token}")
+
+
+@main.command()
+@click.option("--downgrade", "downgrade_to", metavar="TARGET", help="Downgrade to TARGET (e.g. sample@base).")
+@click.option("--heads", "show_heads", is_flag=True, help="List each branch's head revision and exit.")
+def migrate(downgrade_to: str | None, show_heads: bool) -> None:
+    """Upgrade the kernel's and every plugin's schema branch (as the table owner)."""
+    from inopsio import migrate as migrations
+    from inopsio.embedded import ensure_services
+
+    settings = ensure_services(_settings())
+    registry = _registry(settings)
+    if show_heads:
+        for label, revs in migrations.heads(settings, registry).items():
+            click.echo(f"{label}: {', '.join(revs)}")
+        return
+    try:
+        if downgrade_to:
+            migrations.downgrade(settings, registry, downgrade_to)
+        else:
+            migrations.upgrade(settings, registry)
+    except migrations.MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("database is up to date" if not downgrade_to else f"downgraded to {downgrade_to}")
+
+
+@main.command()
+def worker() -> None:
+    """Run the background duties of the kernel (usage flushing) until stopped."""
+    from inopsio.kernel import Kernel
+
+    async def action(kernel: Kernel) -> None:
+        click.echo("worker running; Ctrl+C to stop")
+        while True:
+            await kernel.quotas.flush()
+            await asyncio.sleep(kernel.settings.usage_flush_seconds)
+
+    try:
+        _with_kernel(action)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group()
+def tenant() -> None:
+    """Create, list, suspend and resume tenants."""
+
+
+def _print_tenant(t: Any) -> None:
+    click.echo(f"{t.slug:<24} {t.status:<10} {t.id}  {t.name}")
+
+
+@tenant.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="The tenant's name.")
+@click.option("--demo-data", is_flag=True, help="Also let plugins fill it with sample data.")
+def tenant_create(slug: str, name: str, demo_data: bool) -> None:
+    """Create a tenant served at SLUG.<base domain>."""
+    from inopsio.errors import Problem
+    from inopsio.tenancy.schemas import TenantCreate
+
+    try:
+        data = msgspec.convert({"slug": slug, "name": name}, TenantCreate)
+    except msgspec.ValidationError as exc:
+        raise click.ClickException(f"invalid tenant: {exc}") from None
+    try:
+        _print_tenant(_with_kernel(lambda k: k.tenants.create(data, demo_data=demo_data)))
+    except Problem as exc:
+        raise click.ClickException(exc.detail) from None
+
+
+@tenant.command("list")
+@click.option("--search", help="Part of the slug or name.")
+@click.option("--status", type=click.Choice(["active", "suspended"]))
+def tenant_list(search: str | None, status: str | None) -> None:
+    """List tenants."""
+
+    async def action(kernel: Any) -> list[Any]:
+        items: list[Any] = []
+        after = None
+        while True:
+            page, _ = await kernel.tenants.list(search=search, status=status, after=after, limit=500)
+            items += page
+            if len(page) < 500:
+                return items
+            after = page[-1].slug
+
+    for t in _with_kernel(action):
+        _print_tenant(t)
+
+
+def _by_slug_then(slug: str, change: Callable[[Any, Any], Awaitable[Any]]) -> Any:
+    async def action(kernel: Any) -> Any:
+        t = await kernel.tenants.by_slug(slug)
+        if t is None:
+            raise click.ClickException(f"no tenant {slug!r}")
+        return await change(kernel, t)
+
+    return _with_kernel(action)
+
+
+@tenant.command("suspend")
+@click.argument("slug")
+@click.option("--reason", help="Shown to nobody but operators; kept with the tenant.")
+def tenant_suspend(slug: str, reason: str | None) -> None:
+    """Suspend a tenant: every request gets 403; its data stays."""
+    _print_tenant(_by_slug_then(slug, lambda k, t: k.tenants.suspend(t.id, reason)))
+
+
+@tenant.command("resume")
+@click.argument("slug")
+def tenant_resume(slug: str) -> None:
+    """Resume a suspended tenant."""
+    _print_tenant(_by_slug_then(slug, lambda k, t: k.tenants.resume(t.id)))
+
+
+@main.command()
+def plugins() -> None:
+    """List loaded plugins with their version and the hooks they implement."""
+    registry = _registry(_settings())
+    for info in registry.infos.values():
+        source = "kernel" if info.is_kernel else (info.distribution or info.module)
+        click.echo(f"{info.name:<22} {info.version:<10} {source}")
+        click.echo(f"    hooks: {', '.join(info.hooks) or '(none)'}")
+
+
+@main.group()
+def operator() -> None:
+    """Platform operator credentials for /api/v1/platform."""
+
+
+@operator.command("create-token")
+@click.argument("name")
+def operator_create_token(name: str) -> None:
+    """Create an operator token called NAME and print it (it is shown only once)."""
+    from inopsio.platform.auth import create_operator_token
+
+    click.echo(_with_kernel(lambda k: create_operator_token(k.db, name)))
+
+
+@operator.command("revoke-token")
+@click.argument("name")
+def operator_revoke_token(name: str) -> None:
+    """Revoke every token called NAME."""
+    from inopsio.platform.auth import revoke_operator_token
+
+    count = _with_kernel(lambda k: revoke_operator_token(k.db, name))
+    click.echo(f"revoked {count} token(s)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

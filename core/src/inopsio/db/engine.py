@@ -1,0 +1,127 @@
+"""Database access: the application engine, tenant-scoped transactions and the owner engine.
+
+A tenant-scoped transaction costs no extra round trip for the tenant: the application engine runs
+psycopg in autocommit mode and opens each transaction itself with one simple-protocol message,
+``BEGIN; SELECT set_config('inopsio.tenant_id', '<uuid>', true)``. The setting is local to that
+transaction, so a pooled connection never carries one tenant into the next request; a connection
+returned to the pool inside a transaction is rolled back by the pool's reset (psycopg's
+``rollback()`` sends ROLLBACK whenever the server reports an open transaction, autocommit or not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+
+from inopsio.db.base import TenantScoped
+from inopsio.db.rls import TENANT_SETTING
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Any ``postgresql://`` URL as the psycopg 3 dialect URL SQLAlchemy needs."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def _begin_statement(tenant_id: UUID | None) -> str:
+    if tenant_id is None:
+        return "BEGIN"
+    # str(UUID) is 36 hex digits and dashes: safe to inline, and inlining keeps it one message.
+    return f"BEGIN; SELECT set_config('{TENANT_SETTING}', '{UUID(str(tenant_id))}', true)"
+
+
+class TenantSession(Session):
+    """An ORM session bound to one tenant (``info["tenant_id"]``).
+
+    New tenant-owned objects get the session's tenant, and every ORM query on tenant-owned models
+    is filtered to it: the application scopes each query, and row-level security stops anything
+    that slips past. The filter also lets PostgreSQL use the ``(tenant_id, ...)`` indexes.
+    """
+
+
+@event.listens_for(TenantSession, "before_flush")
+def _assign_tenant(session: Session, flush_context: Any, instances: Any) -> None:
+    tenant_id = session.info.get("tenant_id")
+    if tenant_id is None:
+        return
+    for obj in session.new:
+        if isinstance(obj, TenantScoped) and obj.tenant_id is None:
+            obj.tenant_id = tenant_id
+
+
+@event.listens_for(TenantSession, "do_orm_execute")
+def _scope_to_tenant(state: ORMExecuteState) -> None:
+    tenant_id = state.session.info.get("tenant_id")
+    if tenant_id is None or state.is_column_load or state.is_relationship_load:
+        return
+    if state.is_select or state.is_update or state.is_delete:
+        state.statement = state.statement.options(
+            with_loader_criteria(TenantScoped, lambda cls: cls.tenant_id == tenant_id, include_aliases=True,
+                                 track_closure_variables=False)
+        )
+
+
+class Database:
+    """Engines for one installation. Create with :meth:`connect`, close with :meth:`dispose`."""
+
+    def __init__(self, app_url: str, owner_url: str | None = None, *, pool_size: int = 10) -> None:
+        self.app_url = app_url
+        self.owner_url = owner_url
+        self.engine: AsyncEngine = create_async_engine(
+            sqlalchemy_url(app_url),
+            isolation_level="AUTOCOMMIT",
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=False,
+            connect_args={"prepare_threshold": 3},
+        )
+        self._owner_engine: Engine | None = None
+
+    @asynccontextmanager
+    async def transaction(self, tenant_id: UUID | None) -> AsyncIterator[AsyncConnection]:
+        """A transaction on a Core connection, scoped to ``tenant_id`` (``None``: kernel tables only).
+
+        Commits when the block ends, rolls back when it raises.
+        """
+        async with self.engine.connect() as connection:
+            await connection.exec_driver_sql(_begin_statement(tenant_id))
+            try:
+                yield connection
+            except BaseException:
+                await connection.exec_driver_sql("ROLLBACK")
+                raise
+            await connection.exec_driver_sql("COMMIT")
+
+    @asynccontextmanager
+    async def session(self, tenant_id: UUID | None) -> AsyncIterator[AsyncSession]:
+        """An ORM session in one transaction scoped to ``tenant_id``; commits when the block ends."""
+        async with self.transaction(tenant_id) as connection:
+            session = AsyncSession(
+                bind=connection, expire_on_commit=False, autoflush=True, sync_session_class=TenantSession,
+                info={"tenant_id": tenant_id},
+            )
+            try:
+                yield session
+                await session.flush()
+            finally:
+                await session.close()
+
+    def owner_engine(self) -> Engine:
+        """A synchronous engine as the table owner, for migrations and maintenance only."""
+        if self.owner_url is None:
+            raise RuntimeError("no owner database URL configured")
+        if self._owner_engine is None:
+            self._owner_engine = create_engine(sqlalchemy_url(self.owner_url), pool_size=2)
+        return self._owner_engine
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self._owner_engine is not None:
+            self._owner_engine.dispose()

@@ -1,0 +1,144 @@
+"""The one error format: RFC 9457 problem details, for every error the API returns.
+
+Raise :class:`Problem` (or a subclass) anywhere; unknown routes, bad JSON, validation errors,
+oversized bodies and unexpected exceptions are turned into problem documents too. No stack trace
+ever reaches a client: unexpected errors are logged with their request id.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("inopsio.errors")
+
+
+def problem_type(code: str) -> str:
+    """The ``type`` URI of an Inopsio problem, e.g. ``urn:inopsio:problem:tenant-suspended``."""
+    return f"urn:inopsio:problem:{code}"
+
+
+class Problem(HTTPException):
+    """An error the client can act on, rendered as a problem document.
+
+    ``code`` names the kind of problem (it becomes the ``type`` URI); ``extra`` members are added
+    to the document as they are (e.g. ``quota``, ``limit``, ``errors``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail=detail, status_code=status, headers=headers)
+        self.code = code
+        self.title = title or HTTPStatus(status).phrase
+        self.extra = extra
+
+
+def problem_document(status: int, type_: str, title: str, detail: str, instance: str | None, **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    if instance:
+        doc["instance"] = instance
+    doc.update(extra)
+    return doc
+
+
+def problem_bytes(status: int, code: str, detail: str, instance: str | None = None, **extra: Any) -> bytes:
+    """A problem document encoded, for code that answers below Litestar (ASGI middleware)."""
+    return msgspec.json.encode(
+        problem_document(status, problem_type(code), HTTPStatus(status).phrase, detail, instance, **extra)
+    )
+
+
+def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            entry = {"detail": str(item.get("message", ""))}
+            if item.get("key"):
+                entry["pointer"] = "/" + str(item["key"]).lstrip("$.").replace(".", "/")
+            if item.get("source"):
+                entry["source"] = str(item["source"])
+            errors.append(entry)
+    return errors
+
+
+def _clean_validation_detail(detail: str) -> str:
+    # Litestar prefixes msgspec's message with the method and URL; the client knows both.
+    if " - " in detail and detail.startswith("Validation failed for"):
+        return detail.split(" - ", 1)[1] or "the request is not valid"
+    return detail
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    instance = request.url.path
+    headers = dict(exc.headers or {})
+    if isinstance(exc, Problem):
+        body = problem_document(status, problem_type(exc.code), exc.title, exc.detail, instance, **exc.extra)
+    elif isinstance(exc, ValidationException):
+        detail = _clean_validation_detail(exc.detail)
+        if "JSON is malformed" in detail or "malformed" in detail.lower():
+            code, detail = "malformed-json", "The request body is not valid JSON."
+        else:
+            code = "validation-error"
+        body = problem_document(
+            status, problem_type(code), "Invalid request", detail, instance, errors=_validation_errors(exc)
+        )
+    else:
+        code = {
+            404: "not-found",
+            405: "method-not-allowed",
+            413: "request-too-large",
+            401: "unauthorized",
+            403: "forbidden",
+            429: "too-many-requests",
+        }.get(status, "http-error")
+        detail = exc.detail if status < 500 else HTTPStatus(status).description
+        if status == 404:
+            detail = "There is nothing at this address."
+        elif status == 413:
+            detail = "The request body is larger than this endpoint accepts."
+        elif status == 405:
+            detail = f"{request.method} is not allowed here."
+        body = problem_document(status, problem_type(code), HTTPStatus(status).phrase, detail, instance)
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    request_id = request.scope.get("state", {}).get("request_id")
+    log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
+    body = problem_document(
+        500,
+        problem_type("internal-error"),
+        "Internal Server Error",
+        "Something went wrong on our side. It has been logged; quote the request id if you report it.",
+        request.url.path,
+        request_id=request_id,
+    )
+    return Response(content=msgspec.json.encode(body), status_code=500, media_type=PROBLEM_MEDIA_TYPE)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    HTTPException: http_exception_handler,
+    Exception: internal_error_handler,
+}
+
+__all__ = ["PROBLEM_MEDIA_TYPE", "EXCEPTION_HANDLERS", "MediaType", "Problem", "problem_bytes", "problem_type"]

@@ -1,0 +1,96 @@
+"""The hooks through which plugins, and the kernel's own features, extend Inopsio.
+
+Every hook that adds things takes a ``register`` callback: call it once per thing you add. The
+kernel validates each item as it arrives and names your plugin when one is wrong. Each hook is
+documented with an example in ``docs/plugin-hooks.md``.
+
+Hooks about one tenant (``on_tenant_created``, ``seed_demo_data``) are only called for the
+plugins that tenant has enabled; a plugin never needs to ask "am I enabled here?".
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from inopsio.kernel import Kernel
+    from inopsio.settings import Settings
+    from inopsio.tenancy.schemas import TenantInfo
+
+hookspec = pluggy.HookspecMarker("inopsio")
+
+
+@hookspec
+def register_routes(register: Callable[[Any], None], settings: Settings) -> None:
+    """Add HTTP route handlers, controllers or routers.
+
+    Called once while the app is built. ``register(handler)`` takes anything Litestar accepts
+    as a route handler. Routes of a plugin live under ``/api/v1/<plugin>/`` (API) or
+    ``/<plugin>/`` (pages); the kernel refuses others. A plugin's routes answer 404 for a
+    tenant that has switched the plugin off.
+    """
+
+
+@hookspec
+def register_models(register: Callable[[type], None]) -> None:
+    """Declare the SQLAlchemy models (subclasses of ``inopsio.db.Base``) the plugin owns.
+
+    Called once while the app is built and by ``inopsio migrate``. Tenant-owned models use
+    ``TenantOwned``/``TenantScoped``; the isolation conformance test checks each of them.
+    """
+
+
+@hookspec
+def register_migrations(register: Callable[..., None]) -> None:
+    """Declare the plugin's alembic branch: ``register(location, branch_label)``.
+
+    ``location`` is the folder of the plugin's revision files; its first revision carries
+    ``branch_labels = ("<branch_label>",)`` and ``depends_on = "kernel@head"``'s revision id.
+    ``inopsio migrate`` upgrades every head.
+    """
+
+
+@hookspec
+def register_health_checks(register: Callable[[str, Callable[[Kernel], Any]], None]) -> None:
+    """Add readiness checks: ``register(name, check)``, ``check`` an async callable taking the kernel.
+
+    ``/health/ready`` answers 503 naming every check that raised or took longer than two seconds.
+    """
+
+
+@hookspec
+def register_cli_commands(register: Callable[[Any], None]) -> None:
+    """Add ``click`` commands or groups to the ``inopsio`` command line."""
+
+
+@hookspec
+async def on_startup(kernel: Kernel) -> None:
+    """Called (and awaited) once per web process after the database and Redis are reachable."""
+
+
+@hookspec
+async def on_shutdown(kernel: Kernel) -> None:
+    """Called (and awaited) once per web process while it shuts down, in reverse plugin order."""
+
+
+@hookspec
+async def on_tenant_created(tenant: TenantInfo, session: AsyncSession) -> None:
+    """Seed per-tenant defaults (e.g. a default pipeline) for a new tenant.
+
+    Runs inside the tenant-scoped transaction that creates the tenant: if a plugin raises, the
+    tenant is not created. Only plugins enabled for the tenant are called.
+    """
+
+
+@hookspec
+async def seed_demo_data(tenant: TenantInfo, session: AsyncSession) -> None:
+    """Fill the demo tenant with realistic sample data (``inopsio serve --demo``).
+
+    Runs once, in the demo tenant's transaction, after ``on_tenant_created``.
+    """

@@ -1,0 +1,44 @@
+"""The kernel object: what one process of Inopsio holds, handed to hooks and request handlers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from redis.asyncio import Redis
+
+    from inopsio.db.engine import Database
+    from inopsio.plugins import PluginRegistry
+    from inopsio.quotas.services import QuotaService
+    from inopsio.settings import Settings
+    from inopsio.tenancy.services import TenantService
+
+
+class Kernel:
+    """Settings, plugins, database, Redis and the kernel services of one process.
+
+    A plain class on purpose: it is injected as a dependency, never validated or serialised.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        plugins: PluginRegistry,
+        db: Database,
+        redis: Redis,
+        tenants: TenantService,
+        quotas: QuotaService,
+    ) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.db = db
+        self.redis = redis
+        self.tenants = tenants
+        self.quotas = quotas
+        #: (plugin, name, async check(kernel)) for /health/ready.
+        self.health_checks: list[tuple[str, str, Callable[[Kernel], Any]]] = []
+        #: Background tasks of this process (cache invalidation, usage flushing), cancelled on shutdown.
+        self.tasks: list[Any] = []

@@ -1,0 +1,92 @@
+"""``inopsio migrate``: upgrade the kernel's and every plugin's alembic branch, then set up the app role.
+
+After upgrading, every tenant-owned table of every loaded plugin must have row-level security
+(ENABLE + FORCE + a tenant policy); a table without it stops the migration with its name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, pool
+from sqlalchemy.engine import make_url
+
+from inopsio.app import collect_migrations, collect_models
+from inopsio.db.base import TENANT_SCOPED, Base
+from inopsio.db.engine import sqlalchemy_url
+from inopsio.db.rls import tables_missing_rls
+from inopsio.db.roles import ensure_app_role
+from inopsio.plugins import PluginRegistry
+from inopsio.settings import Settings
+
+SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
+
+
+class MigrationError(RuntimeError):
+    """The schema could not be brought up to date safely."""
+
+
+def alembic_config(settings: Settings, registry: PluginRegistry) -> Config:
+    """An alembic configuration with the kernel's and every loaded plugin's version folders."""
+    assert settings.database_url
+    collect_models(registry)
+    locations = [str(location) for _, (location, _) in collect_migrations(registry)]
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(locations))
+    config.attributes["owner_url"] = settings.database_url
+    config.attributes["metadata"] = Base.metadata
+    return config
+
+
+def branch_labels(settings: Settings, registry: PluginRegistry) -> list[str]:
+    return [label for _, (_, label) in collect_migrations(registry)]
+
+
+def tenant_tables() -> list[str]:
+    return sorted(t.name for t in Base.metadata.sorted_tables if t.info.get(TENANT_SCOPED))
+
+
+def upgrade(settings: Settings, registry: PluginRegistry, target: str = "heads") -> None:
+    """Upgrade to ``target`` (all heads), then configure the app role and verify row-level security."""
+    config = alembic_config(settings, registry)
+    command.upgrade(config, target)
+    finish(settings)
+
+
+def downgrade(settings: Settings, registry: PluginRegistry, target: str) -> None:
+    command.downgrade(alembic_config(settings, registry), target)
+
+
+def finish(settings: Settings) -> None:
+    assert settings.database_url
+    engine = create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            password = make_url(settings.database_app_url).password if settings.database_app_url else None
+            ensure_app_role(connection, settings.database_app_role if not settings.database_app_url
+                            else str(make_url(settings.database_app_url).username), password, Base.metadata)
+            existing = set(connection.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars())
+            missing = tables_missing_rls(connection, [t for t in tenant_tables() if t in existing])
+    finally:
+        engine.dispose()
+    if missing:
+        raise MigrationError(
+            "tenant-owned table(s) without row-level security: " + ", ".join(missing)
+            + " (call inopsio.db.rls.enable_tenant_rls(op, table) in the migration that creates them)"
+        )
+
+
+def heads(settings: Settings, registry: PluginRegistry) -> dict[str, list[str]]:
+    """Each branch label's heads, as alembic sees the version folders."""
+    script = ScriptDirectory.from_config(alembic_config(settings, registry))
+    result: dict[str, list[str]] = {}
+    for label in branch_labels(settings, registry):
+        result[label] = [rev.revision for rev in script.get_revisions(f"{label}@heads") if rev is not None]
+    return result

@@ -1,0 +1,1 @@
+"""The platform operator API: tenants across the installation, their quotas and usage."""

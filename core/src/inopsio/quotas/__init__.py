@@ -1,0 +1,1 @@
+"""Per-tenant quotas and daily usage counters: one service every plugin calls to check and count."""

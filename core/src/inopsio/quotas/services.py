@@ -1,0 +1,207 @@
+"""The quota service: check a tenant's limits and count its usage.
+
+Rates and daily limits are counted in Redis, shared by every process; daily totals are also
+queued in Redis and flushed into ``tenant_usage_daily`` every few seconds, so the hot path costs one
+Redis round trip and no database write. Gauges (storage, users) live in PostgreSQL and are
+changed atomically against their limit inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from inopsio.errors import Problem
+from inopsio.quotas.models import DailyUsage, UsageGauge
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from inopsio.db.engine import Database
+    from inopsio.settings import QuotaLimits
+    from inopsio.tenancy.schemas import TenantInfo
+
+log = logging.getLogger("inopsio.quotas")
+
+PENDING_KEY = "inopsio:usage:pending"
+FLUSHING_PREFIX = "inopsio:usage:flushing:"
+#: The daily metric each per-day quota counts.
+DAILY_QUOTA_METRICS = {
+    "workflow_runs_per_day": "workflow_runs",
+    "security_events_per_day": "security_events",
+}
+GAUGE_QUOTAS = {"storage_bytes": 413, "users": 429}
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+class QuotaService:
+    def __init__(self, db: Database, redis: Redis, defaults: QuotaLimits) -> None:
+        self.db = db
+        self.redis = redis
+        self.defaults = defaults
+
+    def limit(self, tenant: TenantInfo, quota: str) -> int | None:
+        """The tenant's limit for ``quota``: its override if it has one, else the platform default."""
+        if quota in tenant.quotas:
+            return tenant.quotas[quota]
+        return getattr(self.defaults, quota)
+
+    def limits(self, tenant: TenantInfo) -> dict[str, int | None]:
+        return {name: self.limit(tenant, name) for name in self.defaults.__struct_fields__}
+
+    async def count_request(self, tenant: TenantInfo) -> None:
+        """Count one API call; raise 429 when the tenant's per-minute quota is spent.
+
+        If Redis is unreachable the request is let through and not counted (logged).
+        """
+        limit = self.limit(tenant, "api_calls_per_minute")
+        now = time.time()
+        minute = int(now // 60)
+        key = f"inopsio:rate:{tenant.id}:{minute}"
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, 120)
+                pipe.hincrby(PENDING_KEY, f"{tenant.id}|{_today().isoformat()}|api_calls", 1)
+                count, _, _ = await pipe.execute()
+        except Exception:
+            log.warning("quota counter unavailable; request for %s not counted", tenant.slug)
+            return
+        if limit is not None and count > limit:
+            retry_after = max(1, int(60 - now % 60))
+            raise Problem(
+                429,
+                "quota-exceeded",
+                f"This tenant has used its {limit} API calls for this minute; retry in {retry_after} s.",
+                headers={"Retry-After": str(retry_after)},
+                quota="api_calls_per_minute",
+                limit=limit,
+            )
+
+    async def consume_daily(self, tenant: TenantInfo, quota: str, amount: int = 1) -> int:
+        """Take ``amount`` from a per-day quota (``workflow_runs_per_day``, ...); 429 if it would exceed.
+
+        Returns the day's count after this use. Nothing is counted when the quota refuses.
+        """
+        metric = DAILY_QUOTA_METRICS[quota]
+        limit = self.limit(tenant, quota)
+        day = _today().isoformat()
+        key = f"inopsio:daily:{tenant.id}:{metric}:{day}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(key, amount)
+            pipe.expire(key, 2 * 86400)
+            used, _ = await pipe.execute()
+        if limit is not None and used > limit:
+            await self.redis.decrby(key, amount)
+            raise Problem(
+                429,
+                "quota-exceeded",
+                f"This tenant has reached its limit of {limit} {metric.replace('_', ' ')} today.",
+                quota=quota,
+                limit=limit,
+            )
+        await self.redis.hincrby(PENDING_KEY, f"{tenant.id}|{day}|{metric}", amount)
+        return int(used)
+
+    async def count(self, tenant_id: UUID, metric: str, amount: int = 1) -> None:
+        """Add to a daily usage counter that has no limit (plugins' own metrics)."""
+        await self.redis.hincrby(PENDING_KEY, f"{tenant_id}|{_today().isoformat()}|{metric}", amount)
+
+    def check_upload(self, tenant: TenantInfo, size: int) -> None:
+        """Refuse (413) an upload larger than the tenant's ``upload_bytes`` quota."""
+        limit = self.limit(tenant, "upload_bytes")
+        if limit is not None and size > limit:
+            raise Problem(413, "quota-exceeded", f"Uploads are limited to {limit} bytes for this tenant.",
+                          quota="upload_bytes", limit=limit)
+
+    async def change_gauge(self, session: AsyncSession, tenant: TenantInfo, quota: str, delta: int) -> int:
+        """Add ``delta`` to a gauge quota (``storage_bytes``, ``users``) inside ``session``'s transaction.
+
+        Raises 413 (storage) or 429 (users) when the new value would exceed the limit; a negative
+        ``delta`` always succeeds. Returns the new value.
+        """
+        limit = self.limit(tenant, quota)
+        stmt = insert(UsageGauge).values(tenant_id=tenant.id, metric=quota, value=max(delta, 0))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant_id", "metric"],
+            set_={"value": UsageGauge.value + delta},
+            where=None if (limit is None or delta <= 0) else (UsageGauge.value + delta <= limit),
+        ).returning(UsageGauge.value)
+        if limit is not None and delta > limit:
+            value = None
+        else:
+            value = (await session.execute(stmt)).scalar_one_or_none()
+        if value is None:
+            status = GAUGE_QUOTAS[quota]
+            raise Problem(status, "quota-exceeded", f"This would exceed the tenant's {quota.replace('_', ' ')} quota of {limit}.",
+                          quota=quota, limit=limit)
+        return int(value)
+
+    async def flush(self) -> int:
+        """Move queued daily counts from Redis into PostgreSQL; returns how many counters moved."""
+        moved = 0
+        for key in await self._claim_batches():
+            raw = await self.redis.hgetall(key)
+            per_tenant: dict[str, list[tuple[dt.date, str, int]]] = defaultdict(list)
+            for field, value in raw.items():
+                tenant_id, day, metric = (field.decode() if isinstance(field, bytes) else field).split("|", 2)
+                per_tenant[tenant_id].append((dt.date.fromisoformat(day), metric, int(value)))
+            for tenant_id, rows in per_tenant.items():
+                async with self.db.session(uuid.UUID(tenant_id)) as session:
+                    for day, metric, value in rows:
+                        stmt = insert(DailyUsage).values(tenant_id=tenant_id, day=day, metric=metric, value=value)
+                        await session.execute(
+                            stmt.on_conflict_do_update(
+                                index_elements=["tenant_id", "day", "metric"],
+                                set_={"value": DailyUsage.value + stmt.excluded.value},
+                            )
+                        )
+                        moved += 1
+            await self.redis.delete(key)
+        return moved
+
+    async def _claim_batches(self) -> list[str]:
+        claimed: list[str] = []
+        now = int(time.time())
+        batch = f"{FLUSHING_PREFIX}{now}:{uuid.uuid4().hex}"
+        try:
+            await self.redis.rename(PENDING_KEY, batch)
+            claimed.append(batch)
+        except Exception as exc:  # ResponseError "no such key": nothing queued
+            if "no such key" not in str(exc).lower():
+                raise
+        # Batches claimed by a process that died before finishing (older than five minutes).
+        async for key in self.redis.scan_iter(match=FLUSHING_PREFIX + "*", count=100):
+            name = key.decode() if isinstance(key, bytes) else key
+            stamp = int(name[len(FLUSHING_PREFIX) :].split(":", 1)[0])
+            if now - stamp > 300 and name not in claimed:
+                claimed.append(name)
+        return claimed
+
+    async def usage(self, tenant_id: UUID, since: dt.date, until: dt.date) -> tuple[list[DailyUsage], list[UsageGauge]]:
+        """Daily counters between two days (inclusive) and the current gauges of one tenant."""
+        async with self.db.session(tenant_id) as session:
+            daily = (
+                await session.execute(
+                    select(DailyUsage)
+                    .where(DailyUsage.tenant_id == tenant_id, DailyUsage.day >= since, DailyUsage.day <= until)
+                    .order_by(DailyUsage.day, DailyUsage.metric)
+                )
+            ).scalars().all()
+            gauges = (
+                await session.execute(select(UsageGauge).where(UsageGauge.tenant_id == tenant_id).order_by(UsageGauge.metric))
+            ).scalars().all()
+        return list(daily), list(gauges)

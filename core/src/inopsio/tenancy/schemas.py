@@ -1,0 +1,120 @@
+"""What the API speaks about tenants (msgspec), separate from the ORM model."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+from babel import Locale, UnknownLocaleError
+from babel.numbers import list_currencies
+
+from inopsio.settings import QuotaLimits
+
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+RESERVED_SLUGS = frozenset(
+    {"www", "api", "app", "admin", "platform", "static", "assets", "mail", "smtp", "health", "status",
+     "docs", "schema", "metrics", "auth", "login", "signup", "root", "support", "help", "billing"}
+)
+Slug = Annotated[str, msgspec.Meta(pattern=SLUG_PATTERN, min_length=1, max_length=63,
+                                   description="Lower-case letters, digits and inner hyphens; the tenant's subdomain.")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+TenantStatus = Literal["active", "suspended"]
+_COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class Branding(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    logo_url: str | None = None
+    color: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.color is not None and not _COLOR_RE.match(self.color):
+            raise ValueError("branding.color must be a colour like #1f6feb")
+        if self.logo_url is not None and not self.logo_url.startswith(("https://", "/")):
+            raise ValueError("branding.logo_url must be an https:// URL or a path on this site")
+
+
+class TenantSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    display_name: str | None = None
+    locale: str = "en"
+    timezone: str = "UTC"
+    currency: str = "EUR"
+    branding: Branding = msgspec.field(default_factory=Branding)
+    #: Installed modules this tenant has switched off (their routes answer 404, hooks skip them).
+    disabled_modules: list[str] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        try:
+            Locale.parse(self.locale.replace("-", "_"))
+        except (UnknownLocaleError, ValueError):
+            raise ValueError(f"unknown locale {self.locale!r}") from None
+        if self.timezone not in zoneinfo.available_timezones():
+            raise ValueError(f"unknown time zone {self.timezone!r} (use an IANA name like Europe/Paris)")
+        if self.currency not in _currencies():
+            raise ValueError(f"unknown currency {self.currency!r} (use an ISO 4217 code like EUR)")
+        if self.display_name is not None and len(self.display_name) > 200:
+            raise ValueError("display_name is longer than 200 characters")
+
+
+_CURRENCIES: frozenset[str] | None = None
+
+
+def _currencies() -> frozenset[str]:
+    global _CURRENCIES
+    if _CURRENCIES is None:
+        _CURRENCIES = frozenset(list_currencies())
+    return _CURRENCIES
+
+
+class TenantSettingsPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """A partial update of :class:`TenantSettings`: only the fields given change."""
+
+    display_name: str | None | msgspec.UnsetType = msgspec.UNSET
+    locale: str | msgspec.UnsetType = msgspec.UNSET
+    timezone: str | msgspec.UnsetType = msgspec.UNSET
+    currency: str | msgspec.UnsetType = msgspec.UNSET
+    branding: Branding | msgspec.UnsetType = msgspec.UNSET
+    disabled_modules: list[str] | msgspec.UnsetType = msgspec.UNSET
+
+
+class TenantInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    slug: str
+    name: str
+    status: TenantStatus
+    settings: TenantSettings
+    quotas: dict[str, int | None]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    suspended_reason: str | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+    def module_enabled(self, module: str) -> bool:
+        return module not in self.settings.disabled_modules
+
+
+class TenantCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    slug: Slug
+    name: Name
+    settings: TenantSettings | None = None
+
+
+class TenantSuspend(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+
+
+QuotaOverrides = dict[str, Annotated[int, msgspec.Meta(ge=0)] | None]
+
+
+def validate_quota_names(overrides: dict[str, int | None]) -> None:
+    unknown = sorted(set(overrides) - set(QuotaLimits.__struct_fields__))
+    if unknown:
+        raise ValueError(
+            f"unknown quota(s): {', '.join(unknown)} (known: {', '.join(QuotaLimits.__struct_fields__)})"
+        )

@@ -1,0 +1,63 @@
+"""``/api/v1/sample/notes``: create, read, list and delete the current tenant's notes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, delete, get, post
+from litestar.params import Parameter
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inopsio.errors import Problem
+from inopsio_sample.models import Note
+
+
+class NoteIn(msgspec.Struct, forbid_unknown_fields=True):
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    body: Annotated[str, msgspec.Meta(max_length=100_000)] = ""
+
+
+class NoteOut(msgspec.Struct):
+    id: UUID
+    title: str
+    body: str
+
+
+def _out(note: Note) -> NoteOut:
+    return NoteOut(id=note.id, title=note.title, body=note.body)
+
+
+class NoteController(Controller):
+    path = "/api/v1/sample/notes"
+    tags = ["sample"]
+
+    @post("/")
+    async def create_note(self, db_session: AsyncSession, data: NoteIn) -> NoteOut:
+        note = Note(title=data.title, body=data.body)
+        db_session.add(note)
+        await db_session.flush()
+        return _out(note)
+
+    @get("/{note_id:uuid}")
+    async def get_note(self, db_session: AsyncSession, note_id: UUID) -> NoteOut:
+        note = (await db_session.execute(select(Note).where(Note.id == note_id))).scalar_one_or_none()
+        if note is None:
+            raise Problem(404, "not-found", "No such note.")
+        return _out(note)
+
+    @get("/")
+    async def list_notes(
+        self, db_session: AsyncSession, limit: Annotated[int, Parameter(ge=1, le=100)] = 20
+    ) -> list[NoteOut]:
+        rows = (await db_session.execute(select(Note).order_by(Note.id).limit(limit))).scalars()
+        return [_out(n) for n in rows]
+
+    @delete("/{note_id:uuid}")
+    async def delete_note(self, db_session: AsyncSession, note_id: UUID) -> None:
+        note = (await db_session.execute(select(Note).where(Note.id == note_id))).scalar_one_or_none()
+        if note is None:
+            raise Problem(404, "not-found", "No such note.")
+        await db_session.delete(note)
