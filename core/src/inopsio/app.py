@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.config.compression import CompressionConfig
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inopsio import __version__
 from inopsio.db.base import Base
 from inopsio.db.engine import Database
+from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.db.roles import app_url_from_owner_url, check_app_role
 from inopsio.embedded import ensure_services
 from inopsio.errors import EXCEPTION_HANDLERS, Problem
@@ -91,9 +92,7 @@ def collect_routers(registry: PluginRegistry, settings: Settings) -> list[Router
     for plugin, handlers in per_plugin.items():
         module = registry.module_of(plugin)
         guards = [] if module == KERNEL else [module_enabled_guard]
-        routers.append(
-            Router(path="/", route_handlers=handlers, guards=guards, opt={MODULE_OPT: module})
-        )
+        routers.append(Router(path="/", route_handlers=handlers, guards=guards, opt={MODULE_OPT: module}))
     return routers
 
 
@@ -105,22 +104,23 @@ async def module_enabled_guard(connection: ASGIConnection[Any, Any, Any, Any], h
         raise Problem(404, "not-found", "There is nothing at this address.")
 
 
-async def provide_kernel(request: Any) -> Kernel:
+async def provide_kernel(request: Request[Any, Any, Any]) -> Kernel:
     return request.app.state.kernel  # type: ignore[no-any-return]
 
 
-async def provide_tenant(request: Any) -> TenantInfo:
+async def provide_tenant(request: Request[Any, Any, Any]) -> TenantInfo:
     tenant: TenantInfo | None = request.scope.get("state", {}).get(STATE_KEY)
     if tenant is None:
         base = request.app.state.kernel.settings.base_domain
         raise Problem(
-            400, "tenant-required",
+            400,
+            "tenant-required",
             f"This endpoint belongs to a tenant: call it on <tenant>.{base} or send an X-Tenant header.",
         )
     return tenant
 
 
-async def provide_db_session(kernel: Kernel, tenant: TenantInfo) -> AsyncGenerator[AsyncSession, None]:
+async def provide_db_session(kernel: KernelDep, tenant: CurrentTenant) -> AsyncGenerator[AsyncSession, None]:
     """The request's database session: one transaction scoped to the request's tenant."""
     async with kernel.db.session(tenant.id) as session:
         yield session
@@ -132,7 +132,7 @@ def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
     db = Database(app_url, settings.database_url, pool_size=settings.database_pool_size)
     redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
     tenants = TenantService(db, redis, registry, settings)
-    quotas = QuotaService(db, redis, settings.quotas)
+    quotas = QuotaService(db, redis, settings.quotas, settings.redis_namespace)
     kernel = Kernel(settings=settings, plugins=registry, db=db, redis=redis, tenants=tenants, quotas=quotas)
 
     def validate_check(plugin: str, item: Any) -> None:
@@ -202,8 +202,9 @@ def create_app(
     route_handlers: list[Any] = collect_routers(registry, settings)
     if STATIC_DIR.is_dir():
         route_handlers.append(
-            create_static_files_router(path="/static", directories=[STATIC_DIR], opt={"tenancy": "none"},
-                                       include_in_schema=False)
+            create_static_files_router(
+                path="/static", directories=[STATIC_DIR], opt={"tenancy": "none"}, include_in_schema=False
+            )
         )
     app = Litestar(
         route_handlers=route_handlers,

@@ -118,8 +118,9 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -
     from inopsio.app import STATIC_DIR
 
     if not (STATIC_DIR / "vendor" / "rapidoc-min.js").exists():
-        click.echo("note: browser assets are not built; run `npm ci` at the repository root for the API viewer.",
-                   err=True)
+        click.echo(
+            "note: browser assets are not built; run `npm ci` at the repository root for the API viewer.", err=True
+        )
     click.echo(f"Inopsio {__version__} on http://{host}:{port}  (API schema: http://{host}:{port}/schema)")
     uvicorn.run(
         "inopsio.app:create_app_from_env",
@@ -146,8 +147,10 @@ def _create_demo(settings: Settings, host: str, port: int) -> None:
 
     tenant, token = _with_kernel(action)
     base = settings.base_domain
-    click.echo(f"Demo tenant {tenant.slug!r}: http://{tenant.slug}.{base}:{port}/api/v1/tenant "
-               f"(or send X-Tenant: {tenant.slug} to http://{host}:{port})")
+    click.echo(
+        f"Demo tenant {tenant.slug!r}: http://{tenant.slug}.{base}:{port}/api/v1/tenant "
+        f"(or send X-Tenant: {tenant.slug} to http://{host}:{port})"
+    )
     click.echo(f"Platform operator token (shown once): {token}")
 
 

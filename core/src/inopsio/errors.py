@@ -47,7 +47,9 @@ class Problem(HTTPException):
         self.extra = extra
 
 
-def problem_document(status: int, type_: str, title: str, detail: str, instance: str | None, **extra: Any) -> dict[str, Any]:
+def problem_document(
+    status: int, type_: str, title: str, detail: str, instance: str | None, **extra: Any
+) -> dict[str, Any]:
     doc: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
     if instance:
         doc["instance"] = instance

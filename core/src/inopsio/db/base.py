@@ -51,9 +51,7 @@ class Base(DeclarativeBase):
 
 
 class Timestamped:
-    created_at: Mapped[dt.datetime] = mapped_column(
-        default=utcnow, server_default=func.now(), sort_order=900
-    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now(), sort_order=900)
     updated_at: Mapped[dt.datetime] = mapped_column(
         default=utcnow, server_default=func.now(), onupdate=utcnow, sort_order=901
     )

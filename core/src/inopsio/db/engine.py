@@ -63,8 +63,12 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
         return
     if state.is_select or state.is_update or state.is_delete:
         state.statement = state.statement.options(
-            with_loader_criteria(TenantScoped, lambda cls: cls.tenant_id == tenant_id, include_aliases=True,
-                                 track_closure_variables=False)
+            with_loader_criteria(
+                TenantScoped,
+                lambda cls: cls.tenant_id == tenant_id,
+                include_aliases=True,
+                track_closure_variables=False,
+            )
         )
 
 
@@ -104,7 +108,10 @@ class Database:
         """An ORM session in one transaction scoped to ``tenant_id``; commits when the block ends."""
         async with self.transaction(tenant_id) as connection:
             session = AsyncSession(
-                bind=connection, expire_on_commit=False, autoflush=True, sync_session_class=TenantSession,
+                bind=connection,
+                expire_on_commit=False,
+                autoflush=True,
+                sync_session_class=TenantSession,
                 info={"tenant_id": tenant_id},
             )
             try:

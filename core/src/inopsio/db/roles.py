@@ -28,9 +28,7 @@ def ensure_app_role(connection: Connection, role: str, password: str | None, met
     r = _ident(role)
     if not exists:
         connection.execute(text(f"CREATE ROLE {r} LOGIN"))
-    connection.execute(
-        text(f"ALTER ROLE {r} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION")
-    )
+    connection.execute(text(f"ALTER ROLE {r} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"))
     if password:
         connection.execute(text(f"ALTER ROLE {r} PASSWORD " + _literal(connection, password)))
     database = connection.execute(text("SELECT current_database()")).scalar_one()

@@ -51,18 +51,27 @@ async def operator_guard(connection: ASGIConnection[Any, Any, Any, Any], _: Base
     auth = connection.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
-        raise Problem(401, "unauthorized", "The platform API needs an operator token: Authorization: Bearer iop_...",
-                      headers={"WWW-Authenticate": 'Bearer realm="inopsio-platform"'})
+        raise Problem(
+            401,
+            "unauthorized",
+            "The platform API needs an operator token: Authorization: Bearer iop_...",
+            headers={"WWW-Authenticate": 'Bearer realm="inopsio-platform"'},
+        )
     kernel = connection.app.state.kernel
     async with kernel.db.session(None) as session:
         row = (
             await session.execute(
-                select(OperatorToken).where(OperatorToken.token_hash == digest(token.strip()),
-                                            OperatorToken.revoked_at.is_(None))
+                select(OperatorToken).where(
+                    OperatorToken.token_hash == digest(token.strip()), OperatorToken.revoked_at.is_(None)
+                )
             )
         ).scalar_one_or_none()
         if row is None:
-            raise Problem(401, "unauthorized", "This operator token is unknown or revoked.",
-                          headers={"WWW-Authenticate": 'Bearer realm="inopsio-platform", error="invalid_token"'})
+            raise Problem(
+                401,
+                "unauthorized",
+                "This operator token is unknown or revoked.",
+                headers={"WWW-Authenticate": 'Bearer realm="inopsio-platform", error="invalid_token"'},
+            )
         row.last_used_at = utcnow()
     connection.scope.setdefault("state", {})["operator"] = row.name

@@ -13,9 +13,10 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, patch, post, put
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from inopsio.errors import Problem
+from inopsio.deps import KernelDep
 from inopsio.kernel import Kernel
 from inopsio.platform.auth import operator_guard
 from inopsio.tenancy.resolution import TENANCY_OPT
@@ -55,9 +56,15 @@ class UsageView(msgspec.Struct, kw_only=True):
 
 def _audit(request: Request[Any, Any, Any], action: str, tenant: TenantInfo, **details: Any) -> None:
     audit.info(
-        "platform %s", action,
-        extra={"operator": request.scope.get("state", {}).get("operator"), "action": action,
-               "tenant": tenant.slug, "tenant_id": str(tenant.id), **details},
+        "platform %s",
+        action,
+        extra={
+            "operator": request.scope.get("state", {}).get("operator"),
+            "action": action,
+            "tenant": tenant.slug,
+            "tenant_id": str(tenant.id),
+            **details,
+        },
     )
 
 
@@ -68,7 +75,9 @@ class PlatformController(Controller):
     tags = ["platform"]
 
     @post("/tenants", status_code=201)
-    async def create_tenant(self, request: Request[Any, Any, Any], kernel: Kernel, data: TenantCreate) -> TenantInfo:
+    async def create_tenant(
+        self, request: Request[Any, Any, Any], kernel: KernelDep, data: JSONBody[TenantCreate]
+    ) -> TenantInfo:
         """Create a tenant; every enabled plugin seeds its defaults in the same transaction."""
         tenant = await kernel.tenants.create(data)
         _audit(request, "tenant.created", tenant)
@@ -77,23 +86,29 @@ class PlatformController(Controller):
     @get("/tenants")
     async def list_tenants(
         self,
-        kernel: Kernel,
-        search: Annotated[str | None, Parameter(max_length=200, description="Part of the slug or name")] = None,
-        status: Annotated[str | None, Parameter(pattern="^(active|suspended)$")] = None,
-        after: Annotated[str | None, Parameter(max_length=63, description="Last slug of the previous page")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        kernel: KernelDep,
+        search: Annotated[str | None, QueryParameter(max_length=200, description="Part of the slug or name")] = None,
+        status: Annotated[str | None, QueryParameter(pattern="^(active|suspended)$")] = None,
+        after: Annotated[
+            str | None, QueryParameter(max_length=63, description="Last slug of the previous page")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> TenantPage:
         items, total = await kernel.tenants.list(search=search, status=status, after=after, limit=limit)
         next_after = items[-1].slug if len(items) == limit else None
         return TenantPage(items=items, total=total, next_after=next_after)
 
     @get("/tenants/{tenant_id:uuid}")
-    async def get_tenant(self, kernel: Kernel, tenant_id: UUID) -> TenantInfo:
+    async def get_tenant(self, kernel: KernelDep, tenant_id: FromPath[UUID]) -> TenantInfo:
         return await kernel.tenants.get(tenant_id)
 
     @post("/tenants/{tenant_id:uuid}/suspend", status_code=200)
     async def suspend_tenant(
-        self, request: Request[Any, Any, Any], kernel: Kernel, tenant_id: UUID, data: TenantSuspend | None = None
+        self,
+        request: Request[Any, Any, Any],
+        kernel: KernelDep,
+        tenant_id: FromPath[UUID],
+        data: JSONBody[TenantSuspend | None] = None,
     ) -> TenantInfo:
         """Refuse every request of the tenant with a 403 problem document; its data stays."""
         tenant = await kernel.tenants.suspend(tenant_id, data.reason if data else None)
@@ -101,27 +116,37 @@ class PlatformController(Controller):
         return tenant
 
     @post("/tenants/{tenant_id:uuid}/resume", status_code=200)
-    async def resume_tenant(self, request: Request[Any, Any, Any], kernel: Kernel, tenant_id: UUID) -> TenantInfo:
+    async def resume_tenant(
+        self, request: Request[Any, Any, Any], kernel: KernelDep, tenant_id: FromPath[UUID]
+    ) -> TenantInfo:
         tenant = await kernel.tenants.resume(tenant_id)
         _audit(request, "tenant.resumed", tenant)
         return tenant
 
     @patch("/tenants/{tenant_id:uuid}/settings")
     async def update_settings(
-        self, request: Request[Any, Any, Any], kernel: Kernel, tenant_id: UUID, data: TenantSettingsPatch
+        self,
+        request: Request[Any, Any, Any],
+        kernel: KernelDep,
+        tenant_id: FromPath[UUID],
+        data: JSONBody[TenantSettingsPatch],
     ) -> TenantInfo:
         tenant = await kernel.tenants.update_settings(tenant_id, data)
         _audit(request, "tenant.settings_changed", tenant, fields=sorted(msgspec.to_builtins(data)))
         return tenant
 
     @get("/tenants/{tenant_id:uuid}/quotas")
-    async def get_quotas(self, kernel: Kernel, tenant_id: UUID) -> QuotaView:
+    async def get_quotas(self, kernel: KernelDep, tenant_id: FromPath[UUID]) -> QuotaView:
         tenant = await kernel.tenants.get(tenant_id)
         return self._quota_view(kernel, tenant)
 
     @put("/tenants/{tenant_id:uuid}/quotas")
     async def replace_quotas(
-        self, request: Request[Any, Any, Any], kernel: Kernel, tenant_id: UUID, data: QuotaOverrides
+        self,
+        request: Request[Any, Any, Any],
+        kernel: KernelDep,
+        tenant_id: FromPath[UUID],
+        data: JSONBody[QuotaOverrides],
     ) -> QuotaView:
         """Replace the tenant's overrides: quotas not named fall back to the platform default."""
         tenant = await kernel.tenants.set_quotas(tenant_id, data, replace=True)
@@ -130,7 +155,11 @@ class PlatformController(Controller):
 
     @patch("/tenants/{tenant_id:uuid}/quotas")
     async def merge_quotas(
-        self, request: Request[Any, Any, Any], kernel: Kernel, tenant_id: UUID, data: QuotaOverrides
+        self,
+        request: Request[Any, Any, Any],
+        kernel: KernelDep,
+        tenant_id: FromPath[UUID],
+        data: JSONBody[QuotaOverrides],
     ) -> QuotaView:
         """Change some overrides, keep the others (``null`` means unlimited)."""
         tenant = await kernel.tenants.set_quotas(tenant_id, data)
@@ -140,10 +169,10 @@ class PlatformController(Controller):
     @get("/tenants/{tenant_id:uuid}/usage")
     async def usage(
         self,
-        kernel: Kernel,
-        tenant_id: UUID,
-        since: dt.date | None = None,
-        until: dt.date | None = None,
+        kernel: KernelDep,
+        tenant_id: FromPath[UUID],
+        since: FromQuery[dt.date | None] = None,
+        until: FromQuery[dt.date | None] = None,
     ) -> UsageView:
         """Daily usage counters (default: the last 30 days) and current gauges, beside the limits."""
         tenant = await kernel.tenants.get(tenant_id)

@@ -16,6 +16,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert
 
 from inopsio.errors import Problem
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("inopsio.quotas")
 
-PENDING_KEY = "inopsio:usage:pending"
-FLUSHING_PREFIX = "inopsio:usage:flushing:"
 #: The daily metric each per-day quota counts.
 DAILY_QUOTA_METRICS = {
     "workflow_runs_per_day": "workflow_runs",
@@ -48,10 +47,13 @@ def _today() -> dt.date:
 
 
 class QuotaService:
-    def __init__(self, db: Database, redis: Redis, defaults: QuotaLimits) -> None:
+    def __init__(self, db: Database, redis: Redis, defaults: QuotaLimits, namespace: str = "inopsio") -> None:
         self.db = db
         self.redis = redis
         self.defaults = defaults
+        self.ns = namespace
+        self.pending_key = f"{namespace}:usage:pending"
+        self.flushing_prefix = f"{namespace}:usage:flushing:"
 
     def limit(self, tenant: TenantInfo, quota: str) -> int | None:
         """The tenant's limit for ``quota``: its override if it has one, else the platform default."""
@@ -70,12 +72,12 @@ class QuotaService:
         limit = self.limit(tenant, "api_calls_per_minute")
         now = time.time()
         minute = int(now // 60)
-        key = f"inopsio:rate:{tenant.id}:{minute}"
+        key = f"{self.ns}:rate:{tenant.id}:{minute}"
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, 120)
-                pipe.hincrby(PENDING_KEY, f"{tenant.id}|{_today().isoformat()}|api_calls", 1)
+                pipe.hincrby(self.pending_key, f"{tenant.id}|{_today().isoformat()}|api_calls", 1)
                 count, _, _ = await pipe.execute()
         except Exception:
             log.warning("quota counter unavailable; request for %s not counted", tenant.slug)
@@ -99,7 +101,7 @@ class QuotaService:
         metric = DAILY_QUOTA_METRICS[quota]
         limit = self.limit(tenant, quota)
         day = _today().isoformat()
-        key = f"inopsio:daily:{tenant.id}:{metric}:{day}"
+        key = f"{self.ns}:daily:{tenant.id}:{metric}:{day}"
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incrby(key, amount)
             pipe.expire(key, 2 * 86400)
@@ -113,19 +115,24 @@ class QuotaService:
                 quota=quota,
                 limit=limit,
             )
-        await self.redis.hincrby(PENDING_KEY, f"{tenant.id}|{day}|{metric}", amount)
+        await self.redis.hincrby(self.pending_key, f"{tenant.id}|{day}|{metric}", amount)
         return int(used)
 
     async def count(self, tenant_id: UUID, metric: str, amount: int = 1) -> None:
         """Add to a daily usage counter that has no limit (plugins' own metrics)."""
-        await self.redis.hincrby(PENDING_KEY, f"{tenant_id}|{_today().isoformat()}|{metric}", amount)
+        await self.redis.hincrby(self.pending_key, f"{tenant_id}|{_today().isoformat()}|{metric}", amount)
 
     def check_upload(self, tenant: TenantInfo, size: int) -> None:
         """Refuse (413) an upload larger than the tenant's ``upload_bytes`` quota."""
         limit = self.limit(tenant, "upload_bytes")
         if limit is not None and size > limit:
-            raise Problem(413, "quota-exceeded", f"Uploads are limited to {limit} bytes for this tenant.",
-                          quota="upload_bytes", limit=limit)
+            raise Problem(
+                413,
+                "quota-exceeded",
+                f"Uploads are limited to {limit} bytes for this tenant.",
+                quota="upload_bytes",
+                limit=limit,
+            )
 
     async def change_gauge(self, session: AsyncSession, tenant: TenantInfo, quota: str, delta: int) -> int:
         """Add ``delta`` to a gauge quota (``storage_bytes``, ``users``) inside ``session``'s transaction.
@@ -146,8 +153,13 @@ class QuotaService:
             value = (await session.execute(stmt)).scalar_one_or_none()
         if value is None:
             status = GAUGE_QUOTAS[quota]
-            raise Problem(status, "quota-exceeded", f"This would exceed the tenant's {quota.replace('_', ' ')} quota of {limit}.",
-                          quota=quota, limit=limit)
+            raise Problem(
+                status,
+                "quota-exceeded",
+                f"This would exceed the tenant's {quota.replace('_', ' ')} quota of {limit}.",
+                quota=quota,
+                limit=limit,
+            )
         return int(value)
 
     async def flush(self) -> int:
@@ -160,33 +172,36 @@ class QuotaService:
                 tenant_id, day, metric = (field.decode() if isinstance(field, bytes) else field).split("|", 2)
                 per_tenant[tenant_id].append((dt.date.fromisoformat(day), metric, int(value)))
             for tenant_id, rows in per_tenant.items():
-                async with self.db.session(uuid.UUID(tenant_id)) as session:
-                    for day, metric, value in rows:
-                        stmt = insert(DailyUsage).values(tenant_id=tenant_id, day=day, metric=metric, value=value)
-                        await session.execute(
-                            stmt.on_conflict_do_update(
-                                index_elements=["tenant_id", "day", "metric"],
-                                set_={"value": DailyUsage.value + stmt.excluded.value},
+                try:
+                    async with self.db.session(uuid.UUID(tenant_id)) as session:
+                        for day, metric, value in rows:
+                            stmt = insert(DailyUsage).values(tenant_id=tenant_id, day=day, metric=metric, value=value)
+                            await session.execute(
+                                stmt.on_conflict_do_update(
+                                    index_elements=["tenant_id", "day", "metric"],
+                                    set_={"value": DailyUsage.value + stmt.excluded.value},
+                                )
                             )
-                        )
-                        moved += 1
+                    moved += len(rows)
+                except IntegrityError:  # the tenant no longer exists: its counts have nowhere to go
+                    log.warning("dropping usage counts of unknown tenant %s", tenant_id)
             await self.redis.delete(key)
         return moved
 
     async def _claim_batches(self) -> list[str]:
         claimed: list[str] = []
         now = int(time.time())
-        batch = f"{FLUSHING_PREFIX}{now}:{uuid.uuid4().hex}"
+        batch = f"{self.flushing_prefix}{now}:{uuid.uuid4().hex}"
         try:
-            await self.redis.rename(PENDING_KEY, batch)
+            await self.redis.rename(self.pending_key, batch)
             claimed.append(batch)
         except Exception as exc:  # ResponseError "no such key": nothing queued
             if "no such key" not in str(exc).lower():
                 raise
         # Batches claimed by a process that died before finishing (older than five minutes).
-        async for key in self.redis.scan_iter(match=FLUSHING_PREFIX + "*", count=100):
+        async for key in self.redis.scan_iter(match=self.flushing_prefix + "*", count=100):
             name = key.decode() if isinstance(key, bytes) else key
-            stamp = int(name[len(FLUSHING_PREFIX) :].split(":", 1)[0])
+            stamp = int(name[len(self.flushing_prefix) :].split(":", 1)[0])
             if now - stamp > 300 and name not in claimed:
                 claimed.append(name)
         return claimed
@@ -195,13 +210,23 @@ class QuotaService:
         """Daily counters between two days (inclusive) and the current gauges of one tenant."""
         async with self.db.session(tenant_id) as session:
             daily = (
-                await session.execute(
-                    select(DailyUsage)
-                    .where(DailyUsage.tenant_id == tenant_id, DailyUsage.day >= since, DailyUsage.day <= until)
-                    .order_by(DailyUsage.day, DailyUsage.metric)
+                (
+                    await session.execute(
+                        select(DailyUsage)
+                        .where(DailyUsage.tenant_id == tenant_id, DailyUsage.day >= since, DailyUsage.day <= until)
+                        .order_by(DailyUsage.day, DailyUsage.metric)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             gauges = (
-                await session.execute(select(UsageGauge).where(UsageGauge.tenant_id == tenant_id).order_by(UsageGauge.metric))
-            ).scalars().all()
+                (
+                    await session.execute(
+                        select(UsageGauge).where(UsageGauge.tenant_id == tenant_id).order_by(UsageGauge.metric)
+                    )
+                )
+                .scalars()
+                .all()
+            )
         return list(daily), list(gauges)

@@ -8,14 +8,14 @@ from typing import Any
 from litestar import get
 
 from inopsio import hookimpl
+from inopsio.deps import CurrentTenant
 from inopsio.tenancy.models import Tenant
-from inopsio.tenancy.schemas import TenantInfo
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "versions"
 
 
 @get("/api/v1/tenant", tags=["tenant"], summary="The tenant this request is for")
-async def current_tenant(tenant: TenantInfo) -> dict[str, Any]:
+async def current_tenant(tenant: CurrentTenant) -> dict[str, Any]:
     """Public facts about the tenant (name, locale, time zone, currency, branding) for clients and the UI."""
     s = tenant.settings
     return {

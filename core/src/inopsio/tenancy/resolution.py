@@ -66,8 +66,13 @@ class TenantResolutionMiddleware:
                 header = value.decode("latin-1").strip().lower()
         from_host = slug_from_host(host, self.base_domain) if host else None
         if from_host and header and from_host != header:
-            await self._refuse(scope, send, 400, "tenant-mismatch",
-                               f"The address is for tenant {from_host!r} but X-Tenant names {header!r}.")
+            await self._refuse(
+                scope,
+                send,
+                400,
+                "tenant-mismatch",
+                f"The address is for tenant {from_host!r} but X-Tenant names {header!r}.",
+            )
             return
         slug = from_host or header
         if slug:
@@ -77,7 +82,10 @@ class TenantResolutionMiddleware:
                 return
             if not tenant.is_active:
                 await self._refuse(
-                    scope, send, 403, "tenant-suspended",
+                    scope,
+                    send,
+                    403,
+                    "tenant-suspended",
                     f"The tenant {tenant.slug!r} is suspended. Its data is kept; contact the platform operator "
                     "to have it resumed.",
                 )
@@ -87,14 +95,22 @@ class TenantResolutionMiddleware:
                 try:
                     await self.kernel.quotas.count_request(tenant)
                 except Problem as exc:
-                    await self._refuse(scope, send, exc.status_code, exc.code, exc.detail,
-                                       headers=exc.headers, **exc.extra)
+                    await self._refuse(
+                        scope, send, exc.status_code, exc.code, exc.detail, headers=exc.headers, **exc.extra
+                    )
                     return
         await self.app(scope, receive, send)
 
     @staticmethod
-    async def _refuse(scope: Scope, send: Send, status: int, code: str, detail: str,
-                      headers: dict[str, str] | None = None, **extra: Any) -> None:
+    async def _refuse(
+        scope: Scope,
+        send: Send,
+        status: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 4000 + status, "reason": detail[:120]})
             return

@@ -16,11 +16,39 @@ from inopsio.settings import QuotaLimits
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 RESERVED_SLUGS = frozenset(
-    {"www", "api", "app", "admin", "platform", "static", "assets", "mail", "smtp", "health", "status",
-     "docs", "schema", "metrics", "auth", "login", "signup", "root", "support", "help", "billing"}
+    {
+        "www",
+        "api",
+        "app",
+        "admin",
+        "platform",
+        "static",
+        "assets",
+        "mail",
+        "smtp",
+        "health",
+        "status",
+        "docs",
+        "schema",
+        "metrics",
+        "auth",
+        "login",
+        "signup",
+        "root",
+        "support",
+        "help",
+        "billing",
+    }
 )
-Slug = Annotated[str, msgspec.Meta(pattern=SLUG_PATTERN, min_length=1, max_length=63,
-                                   description="Lower-case letters, digits and inner hyphens; the tenant's subdomain.")]
+Slug = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=SLUG_PATTERN,
+        min_length=1,
+        max_length=63,
+        description="Lower-case letters, digits and inner hyphens; the tenant's subdomain.",
+    ),
+]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 TenantStatus = Literal["active", "suspended"]
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -115,6 +143,4 @@ QuotaOverrides = dict[str, Annotated[int, msgspec.Meta(ge=0)] | None]
 def validate_quota_names(overrides: dict[str, int | None]) -> None:
     unknown = sorted(set(overrides) - set(QuotaLimits.__struct_fields__))
     if unknown:
-        raise ValueError(
-            f"unknown quota(s): {', '.join(unknown)} (known: {', '.join(QuotaLimits.__struct_fields__)})"
-        )
+        raise ValueError(f"unknown quota(s): {', '.join(unknown)} (known: {', '.join(QuotaLimits.__struct_fields__)})")

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from inopsio.settings import Settings
 
 log = logging.getLogger("inopsio.tenancy")
-INVALIDATION_CHANNEL = "inopsio:tenants:changed"
 
 
 def tenant_info(row: Tenant) -> TenantInfo:
@@ -59,7 +58,8 @@ class TenantService:
         self.redis = redis
         self.plugins = plugins
         self.settings = settings
-        self.directory = TenantDirectory(db, settings.tenant_cache_seconds)
+        self.channel = f"{settings.redis_namespace}:tenants:changed"
+        self.directory = TenantDirectory(db, settings.tenant_cache_seconds, self.channel)
 
     def default_settings(self) -> TenantSettings:
         s = self.settings
@@ -68,8 +68,12 @@ class TenantService:
     async def create(self, data: TenantCreate, *, demo_data: bool = False) -> TenantInfo:
         """Create a tenant and let every enabled plugin seed it, all in one transaction."""
         if data.slug in RESERVED_SLUGS:
-            raise Problem(422, "slug-reserved", f"The address {data.slug!r} is reserved; choose another.",
-                          errors=[{"pointer": "/slug", "detail": "reserved"}])
+            raise Problem(
+                422,
+                "slug-reserved",
+                f"The address {data.slug!r} is reserved; choose another.",
+                errors=[{"pointer": "/slug", "detail": "reserved"}],
+            )
         self._check_modules(data.settings.disabled_modules if data.settings else [])
         tenant_id = new_id()
         tenant_settings = data.settings or self.default_settings()
@@ -88,8 +92,12 @@ class TenantService:
             )
             row = result.scalar_one_or_none()
             if row is None:
-                raise Problem(409, "slug-taken", f"A tenant with the address {data.slug!r} already exists.",
-                              errors=[{"pointer": "/slug", "detail": "taken"}])
+                raise Problem(
+                    409,
+                    "slug-taken",
+                    f"A tenant with the address {data.slug!r} already exists.",
+                    errors=[{"pointer": "/slug", "detail": "taken"}],
+                )
             info = tenant_info(row)
             disabled = info.settings.disabled_modules
             await call_async(self.plugins.for_modules("on_tenant_created", disabled), tenant=info, session=session)
@@ -101,8 +109,12 @@ class TenantService:
     def _check_modules(self, modules: list[str]) -> None:
         unknown = sorted(set(modules) - set(self.plugins.plugin_names()))
         if unknown:
-            raise Problem(422, "unknown-module", f"Not installed, cannot be switched off: {', '.join(unknown)}.",
-                          errors=[{"pointer": "/settings/disabled_modules", "detail": "unknown module"}])
+            raise Problem(
+                422,
+                "unknown-module",
+                f"Not installed, cannot be switched off: {', '.join(unknown)}.",
+                errors=[{"pointer": "/settings/disabled_modules", "detail": "unknown module"}],
+            )
 
     async def get(self, tenant_id: UUID) -> TenantInfo:
         async with self.db.session(None) as session:
@@ -166,7 +178,9 @@ class TenantService:
         self._check_modules(new_settings.disabled_modules)
         return await self._update(tenant_id, settings=msgspec.to_builtins(new_settings))
 
-    async def set_quotas(self, tenant_id: UUID, overrides: dict[str, int | None], *, replace: bool = False) -> TenantInfo:
+    async def set_quotas(
+        self, tenant_id: UUID, overrides: dict[str, int | None], *, replace: bool = False
+    ) -> TenantInfo:
         """Override quotas for one tenant; a name mapped to ``null`` means unlimited.
 
         Without ``replace``, the given overrides are merged into the existing ones.
@@ -189,10 +203,13 @@ class TenantService:
         """Drop the tenant from this process's cache and tell every other process to do the same."""
         self.directory.invalidate(slug)
         try:
-            await self.redis.publish(INVALIDATION_CHANNEL, slug)
+            await self.redis.publish(self.channel, slug)
         except Exception:  # Redis down: other processes catch up when their cache entry expires.
-            log.warning("could not announce tenant change for %s; caches expire in %ss", slug,
-                        self.settings.tenant_cache_seconds)
+            log.warning(
+                "could not announce tenant change for %s; caches expire in %ss",
+                slug,
+                self.settings.tenant_cache_seconds,
+            )
 
 
 class TenantDirectory:
@@ -204,9 +221,10 @@ class TenantDirectory:
 
     MAX_ENTRIES = 10_000
 
-    def __init__(self, db: Database, ttl: float) -> None:
+    def __init__(self, db: Database, ttl: float, channel: str) -> None:
         self.db = db
         self.ttl = ttl
+        self.channel = channel
         self._entries: OrderedDict[str, tuple[float, TenantInfo | None]] = OrderedDict()
 
     async def get(self, slug: str) -> TenantInfo | None:
@@ -234,7 +252,7 @@ class TenantDirectory:
         while True:
             try:
                 pubsub = redis.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(INVALIDATION_CHANNEL)
+                await pubsub.subscribe(self.channel)
                 # Anything may have changed while we were not listening.
                 self.invalidate()
                 async for message in pubsub.listen():

@@ -55,8 +55,9 @@ def upgrade() -> None:
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("metric", sa.String(length=100), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_tenant_usage_daily_tenant_id_tenants"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_tenant_usage_daily_tenant_id_tenants"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("tenant_id", "day", "metric", name=op.f("pk_tenant_usage_daily")),
     )
     enable_tenant_rls(op, "tenant_usage_daily")
@@ -65,8 +66,9 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
         sa.Column("metric", sa.String(length=100), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_tenant_usage_gauges_tenant_id_tenants"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_tenant_usage_gauges_tenant_id_tenants"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("tenant_id", "metric", name=op.f("pk_tenant_usage_gauges")),
     )
     enable_tenant_rls(op, "tenant_usage_gauges")

@@ -7,10 +7,10 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, delete, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from inopsio.deps import DbSession
 from inopsio.errors import Problem
 from inopsio_sample.models import Note
 
@@ -35,14 +35,14 @@ class NoteController(Controller):
     tags = ["sample"]
 
     @post("/")
-    async def create_note(self, db_session: AsyncSession, data: NoteIn) -> NoteOut:
+    async def create_note(self, db_session: DbSession, data: JSONBody[NoteIn]) -> NoteOut:
         note = Note(title=data.title, body=data.body)
         db_session.add(note)
         await db_session.flush()
         return _out(note)
 
     @get("/{note_id:uuid}")
-    async def get_note(self, db_session: AsyncSession, note_id: UUID) -> NoteOut:
+    async def get_note(self, db_session: DbSession, note_id: FromPath[UUID]) -> NoteOut:
         note = (await db_session.execute(select(Note).where(Note.id == note_id))).scalar_one_or_none()
         if note is None:
             raise Problem(404, "not-found", "No such note.")
@@ -50,13 +50,13 @@ class NoteController(Controller):
 
     @get("/")
     async def list_notes(
-        self, db_session: AsyncSession, limit: Annotated[int, Parameter(ge=1, le=100)] = 20
+        self, db_session: DbSession, limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20
     ) -> list[NoteOut]:
         rows = (await db_session.execute(select(Note).order_by(Note.id).limit(limit))).scalars()
         return [_out(n) for n in rows]
 
     @delete("/{note_id:uuid}")
-    async def delete_note(self, db_session: AsyncSession, note_id: UUID) -> None:
+    async def delete_note(self, db_session: DbSession, note_id: FromPath[UUID]) -> None:
         note = (await db_session.execute(select(Note).where(Note.id == note_id))).scalar_one_or_none()
         if note is None:
             raise Problem(404, "not-found", "No such note.")

@@ -29,8 +29,9 @@ def upgrade() -> None:
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_sample_notes_tenant_id_tenants"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_sample_notes_tenant_id_tenants"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_sample_notes")),
     )
     enable_tenant_rls(op, "sample_notes")
@@ -40,10 +41,15 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("note_id", sa.Uuid(), nullable=False),
         sa.Column("tag", sa.String(length=50), nullable=False),
-        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_sample_note_tags_tenant_id_tenants"),
-                                ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["tenant_id", "note_id"], ["sample_notes.tenant_id", "sample_notes.id"],
-                                name=op.f("fk_sample_note_tags_tenant_id_sample_notes"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_sample_note_tags_tenant_id_tenants"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "note_id"],
+            ["sample_notes.tenant_id", "sample_notes.id"],
+            name=op.f("fk_sample_note_tags_tenant_id_sample_notes"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_sample_note_tags")),
     )
     enable_tenant_rls(op, "sample_note_tags")

@@ -1,0 +1,187 @@
+"""Tenant isolation conformance: for every tenant-owned table of every loaded plugin, prove through
+the application's database role that tenant B can neither read, update, delete nor insert tenant A's
+rows (nor move its own rows into A), and that a transaction without a tenant sees nothing.
+
+The statements are plain SQL on the tables, never the ORM: the ORM adds its own tenant filter, and
+this check must catch a table whose row-level security is missing even when that filter is there.
+
+Third-party plugins get it by adding one line to a test module::
+
+    from inopsio.testing.conformance import test_tenant_isolation  # noqa: F401
+
+A model can supply values for its columns (e.g. to satisfy a check constraint) with a classmethod
+``__inopsio_sample__(cls) -> dict``; other columns get values made from their types.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import secrets
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Table, func, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from inopsio.db.base import TENANT_SCOPED, Base, new_id
+
+
+def discover_tenant_tables() -> list[str]:
+    """Tenant-owned tables of the kernel and the plugins ``INOPSIO_PLUGINS`` selects."""
+    from inopsio.app import collect_models
+    from inopsio.plugins import build_plugin_manager
+    from inopsio.settings import load_settings
+
+    settings = load_settings()
+    collect_models(build_plugin_manager(settings.plugins))
+    return sorted(t.name for t in Base.metadata.sorted_tables if t.info.get(TENANT_SCOPED))
+
+
+def _model_sample(table: Table) -> dict[str, Any]:
+    for mapper in Base.registry.mappers:
+        if mapper.local_table is table:
+            sample = getattr(mapper.class_, "__inopsio_sample__", None)
+            if sample is not None:
+                return dict(sample())
+    return {}
+
+
+def _value_for(column: sa.Column[Any]) -> Any:
+    type_ = column.type
+    try:
+        python_type = type_.python_type
+    except NotImplementedError:
+        python_type = None
+    if isinstance(type_, sa.Enum) and type_.enums:
+        return type_.enums[0]
+    if python_type is str:
+        length = getattr(type_, "length", None) or 24
+        return ("c" + secrets.token_hex(12))[: max(1, min(length, 24))]
+    if python_type is bool:
+        return False
+    if python_type is int:
+        return 1
+    if python_type is float:
+        return 1.0
+    if python_type is decimal.Decimal:
+        return decimal.Decimal("1")
+    if python_type is uuid.UUID:
+        return new_id()
+    if python_type is dt.datetime:
+        return dt.datetime.now(dt.UTC)
+    if python_type is dt.date:
+        return dt.date.today()
+    if python_type is dt.time:
+        return dt.time(12, 0)
+    if python_type is dt.timedelta:
+        return dt.timedelta(seconds=1)
+    if python_type is dict:
+        return {}
+    if python_type is list:
+        return []
+    if python_type is bytes:
+        return b"x"
+    raise TypeError(
+        f"cannot make a sample value for {column.table.name}.{column.name} ({type_}); "
+        "give the model an __inopsio_sample__ classmethod"
+    )
+
+
+async def _insert_row(connection: Any, table: Table, tenant_id: uuid.UUID) -> dict[str, Any]:
+    """Insert a row of ``table`` for ``tenant_id`` (parents first); return its column values."""
+    values: dict[str, Any] = {"tenant_id": tenant_id}
+    for constraint in table.foreign_key_constraints:
+        referred = constraint.referred_table
+        if referred.name == "tenants":
+            continue
+        parent = await _insert_row(connection, referred, tenant_id)
+        for local, remote in zip(constraint.column_keys, [e.column.name for e in constraint.elements], strict=True):
+            values[local] = parent[remote]
+    sample = _model_sample(table)
+    for column in table.columns:
+        if column.name in values:
+            continue
+        if column.name in sample:
+            values[column.name] = sample[column.name]
+        elif column.default is not None and getattr(column.default, "is_scalar", False):
+            values[column.name] = column.default.arg  # type: ignore[union-attr]
+        elif column.default is not None and getattr(column.default, "is_callable", False):
+            values[column.name] = column.default.arg(None)  # type: ignore[union-attr,operator]
+        elif column.server_default is not None or column.nullable:
+            continue
+        else:
+            values[column.name] = _value_for(column)
+    row = (await connection.execute(insert(table).values(**values).returning(*table.columns))).mappings().one()
+    return dict(row)
+
+
+def _pk_match(table: Table, row: dict[str, Any]) -> Any:
+    return sa.and_(*(column == row[column.name] for column in table.primary_key.columns))
+
+
+def _is_rls_violation(exc: DBAPIError) -> bool:
+    return "row-level security" in str(exc.orig)
+
+
+async def check_isolation(db: Any, table_name: str, tenant_a: uuid.UUID, tenant_b: uuid.UUID) -> list[str]:
+    """Every way tenant B could reach tenant A's row of ``table_name``; returns what got through."""
+    table = Base.metadata.tables[table_name]
+    problems: list[str] = []
+    async with db.transaction(tenant_a) as conn:
+        row_a = await _insert_row(conn, table, tenant_a)
+    async with db.transaction(tenant_b) as conn:
+        row_b = await _insert_row(conn, table, tenant_b)
+
+    async with db.transaction(tenant_b) as conn:
+        if (await conn.execute(select(func.count()).select_from(table).where(_pk_match(table, row_a)))).scalar():
+            problems.append("B can read A's row by its key")
+        if (await conn.execute(select(func.count()).select_from(table).where(table.c.tenant_id == tenant_a))).scalar():
+            problems.append("B can read rows with A's tenant_id")
+        if any(r.tenant_id != tenant_b for r in (await conn.execute(select(table.c.tenant_id))).all()):
+            problems.append("B's unfiltered read returns other tenants' rows")
+        if (await conn.execute(update(table).where(_pk_match(table, row_a)).values(tenant_id=tenant_a))).rowcount:
+            problems.append("B can update A's row")
+        if (await conn.execute(sa.delete(table).where(_pk_match(table, row_a)))).rowcount:
+            problems.append("B can delete A's row")
+
+    for description, statement in (
+        ("B can insert a row into A", "insert"),
+        ("B can move its own row into A", "move"),
+    ):
+        try:
+            async with db.transaction(tenant_b) as conn:
+                if statement == "insert":
+                    values = dict(row_a)
+                    for column in table.primary_key.columns:
+                        if column.name != "tenant_id" and isinstance(values[column.name], uuid.UUID):
+                            values[column.name] = new_id()
+                    await conn.execute(insert(table).values(**values))
+                else:
+                    await conn.execute(update(table).where(_pk_match(table, row_b)).values(tenant_id=tenant_a))
+            problems.append(description)
+        except DBAPIError as exc:
+            if not _is_rls_violation(exc):
+                problems.append(f"{description}: refused, but not by row-level security ({exc.orig})")
+
+    async with db.transaction(None) as conn:
+        if (await conn.execute(select(func.count()).select_from(table))).scalar():
+            problems.append("a transaction without a tenant can read rows")
+    async with db.transaction(tenant_a) as conn:
+        still = (await conn.execute(select(table).where(_pk_match(table, row_a)))).mappings().one_or_none()
+        if still is None or dict(still) != row_a:
+            problems.append("A's row changed or vanished")
+    return problems
+
+
+async def test_tenant_isolation(kernel: Any, make_tenant: Any, inopsio_tenant_table: str) -> None:
+    """Tenant B can neither read, update, delete nor insert tenant A's rows of this table."""
+    async with kernel.db.engine.connect() as connection:
+        role = (
+            await connection.execute(text("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"))
+        ).scalar()
+    assert role is False, "the conformance check must run as the application role"
+    tenant_a, tenant_b = await make_tenant(), await make_tenant()
+    problems = await check_isolation(kernel.db, inopsio_tenant_table, tenant_a.id, tenant_b.id)
+    assert not problems, f"{inopsio_tenant_table}: " + "; ".join(problems)

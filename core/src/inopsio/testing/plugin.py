@@ -1,0 +1,129 @@
+"""pytest plugin (entry point ``pytest11``): the fixtures Inopsio's own tests use, for plugin authors too.
+
+Fixtures (all talk to real PostgreSQL and Redis: the configured ones, else embedded):
+
+- ``inopsio_settings`` (session): settings pointing at a fresh database created for the run.
+- ``inopsio_plugins`` (session): which installed plugins load; override it in your ``conftest.py``.
+- ``inopsio_migrated`` (session): the database upgraded to every branch's head.
+- ``inopsio_app`` (session): a started app; ``client``: an async HTTP client on it.
+- ``kernel``: the app's kernel (database, Redis, tenants, quotas).
+- ``make_tenant``: ``await make_tenant()`` creates a tenant with a unique slug.
+- ``operator_headers``: an ``Authorization`` header for the platform operator API.
+
+Async tests and fixtures share one event loop per session (pytest-asyncio).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import msgspec
+import pytest
+import pytest_asyncio
+
+from inopsio.settings import Settings, load_settings
+from inopsio.testing.services import redis_url, scratch_database, server_url
+
+
+@pytest.fixture(scope="session")
+def inopsio_plugins() -> list[str] | None:
+    """Installed plugins to load (entry-point names); ``None`` loads every installed plugin."""
+    return None
+
+
+@pytest.fixture(scope="session")
+def inopsio_extra_plugins() -> list[object]:
+    """Plugin objects or module names to register besides installed ones (not installed yet)."""
+    return []
+
+
+@pytest.fixture(scope="session")
+def inopsio_database_url() -> Iterator[str]:
+    with scratch_database(server_url()) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def inopsio_settings(inopsio_database_url: str, inopsio_plugins: list[str] | None) -> Settings:
+    return load_settings(
+        {},
+        environment="test",
+        database_url=inopsio_database_url,
+        redis_url=redis_url(),
+        redis_namespace=f"inopsio-test-{secrets.token_hex(4)}",
+        plugins=inopsio_plugins,
+        tenant_cache_seconds=0.0,
+        usage_flush_seconds=3600.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def inopsio_registry(inopsio_settings: Settings, inopsio_extra_plugins: list[object]) -> Any:
+    from inopsio.plugins import build_plugin_manager
+
+    return build_plugin_manager(inopsio_settings.plugins, inopsio_extra_plugins)
+
+
+@pytest.fixture(scope="session")
+def inopsio_migrated(inopsio_settings: Settings, inopsio_registry: Any) -> Settings:
+    from inopsio import migrate
+
+    migrate.upgrade(inopsio_settings, inopsio_registry)
+    return inopsio_settings
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def inopsio_app(inopsio_migrated: Settings, inopsio_extra_plugins: list[object]) -> AsyncIterator[Any]:
+    from litestar.testing import AsyncTestClient
+
+    from inopsio.app import create_app
+
+    app = create_app(inopsio_migrated, plugins=inopsio_extra_plugins)
+    # The test client runs the app's lifespan (startup and shutdown hooks) once around the session.
+    async with AsyncTestClient(
+        app, base_url=f"http://{inopsio_migrated.base_domain}", raise_server_exceptions=False
+    ) as started:
+        app.state.test_client = started
+        yield app
+
+
+@pytest.fixture
+def kernel(inopsio_app: Any) -> Any:
+    return inopsio_app.state.kernel
+
+
+@pytest.fixture
+def client(inopsio_app: Any) -> Any:
+    """An async HTTP client on the app; send ``X-Tenant`` or a tenant ``Host`` to talk to a tenant."""
+    return inopsio_app.state.test_client
+
+
+@pytest.fixture
+def make_tenant(kernel: Any) -> Callable[..., Awaitable[Any]]:
+    """``await make_tenant(name=..., settings=..., slug=...)``: a new active tenant."""
+    from inopsio.tenancy.schemas import TenantCreate
+
+    async def make(slug: str | None = None, name: str = "Test Tenant", **fields: Any) -> Any:
+        data = msgspec.convert({"slug": slug or f"t-{secrets.token_hex(5)}", "name": name, **fields}, TenantCreate)
+        return await kernel.tenants.create(data)
+
+    return make
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def operator_headers(kernel: Any) -> dict[str, str]:
+    from inopsio.platform.auth import create_operator_token
+
+    token = await create_operator_token(kernel.db, f"test-{secrets.token_hex(3)}")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``inopsio_tenant_table`` with every tenant-owned table of the loaded plugins."""
+    if "inopsio_tenant_table" in metafunc.fixturenames:
+        from inopsio.testing.conformance import discover_tenant_tables
+
+        tables = discover_tenant_tables()
+        metafunc.parametrize("inopsio_tenant_table", tables, ids=tables)
