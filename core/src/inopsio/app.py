@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inopsio import __version__
 from inopsio.db.base import Base
 from inopsio.db.engine import Database
-from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.db.roles import app_url_from_owner_url, check_app_role
+from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.embedded import ensure_services
 from inopsio.errors import EXCEPTION_HANDLERS, Problem
 from inopsio.kernel import Kernel
@@ -127,7 +127,8 @@ async def provide_db_session(kernel: KernelDep, tenant: CurrentTenant) -> AsyncG
 
 
 def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
-    assert settings.database_url and settings.redis_url, "ensure_services() fills both URLs"
+    if not (settings.database_url and settings.redis_url):
+        raise ValueError("database_url and redis_url must be set (ensure_services() fills them)")
     app_url = settings.database_app_url or app_url_from_owner_url(settings.database_url, settings.database_app_role)
     db = Database(app_url, settings.database_url, pool_size=settings.database_pool_size)
     redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -189,10 +190,8 @@ def worker() -> None:
             await kernel.quotas.flush()
             await asyncio.sleep(kernel.settings.usage_flush_seconds)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         _with_kernel(action)
-    except KeyboardInterrupt:
-        pass
 
 
 @main.group()

@@ -28,7 +28,7 @@ def start_postgres(data_dir: Path, database: str = DATABASE_NAME) -> str:
     if pgdata not in _postgres:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         # "stop" ends the server with the last process using it, not before.
-        _postgres[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")
+        _postgres[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     server = _postgres[pgdata]
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
     if "(1 row)" not in exists:

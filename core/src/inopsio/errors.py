@@ -44,7 +44,8 @@ class Problem(HTTPException):
         super().__init__(detail=detail, status_code=status, headers=headers)
         self.code = code
         self.title = title or HTTPStatus(status).phrase
-        self.extra = extra
+        #: Extension members of the problem document (RFC 9457 section 3.2).
+        self.members = extra
 
 
 def problem_document(
@@ -89,7 +90,7 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     instance = request.url.path
     headers = dict(exc.headers or {})
     if isinstance(exc, Problem):
-        body = problem_document(status, problem_type(exc.code), exc.title, exc.detail, instance, **exc.extra)
+        body = problem_document(status, problem_type(exc.code), exc.title, exc.detail, instance, **exc.members)
     elif isinstance(exc, ValidationException):
         detail = _clean_validation_detail(exc.detail)
         if "JSON is malformed" in detail or "malformed" in detail.lower():
@@ -143,4 +144,4 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     Exception: internal_error_handler,
 }
 
-__all__ = ["PROBLEM_MEDIA_TYPE", "EXCEPTION_HANDLERS", "MediaType", "Problem", "problem_bytes", "problem_type"]
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_MEDIA_TYPE", "MediaType", "Problem", "problem_bytes", "problem_type"]

@@ -10,8 +10,8 @@ from litestar import Response, get
 from sqlalchemy import text
 
 from inopsio import hookimpl
-from inopsio.errors import PROBLEM_MEDIA_TYPE, problem_type
 from inopsio.deps import KernelDep
+from inopsio.errors import PROBLEM_MEDIA_TYPE, problem_type
 from inopsio.kernel import Kernel
 from inopsio.tenancy.resolution import TENANCY_OPT
 

@@ -58,12 +58,12 @@ def _check_core_compatibility(name: str, dist: Distribution | None) -> None:
         return
     for raw in dist.requires or []:
         req = Requirement(raw)
-        if req.name.replace("_", "-").lower() == "inopsio-core" and req.specifier:
-            if not req.specifier.contains(Version(__version__), prereleases=True):
-                raise PluginError(
-                    f"plugin {name!r} ({dist.metadata['Name']} {dist.version}) requires inopsio-core"
-                    f"{req.specifier}, but {__version__} is installed"
-                )
+        is_core = req.name.replace("_", "-").lower() == "inopsio-core"
+        if is_core and req.specifier and not req.specifier.contains(Version(__version__), prereleases=True):
+            raise PluginError(
+                f"plugin {name!r} ({dist.metadata['Name']} {dist.version}) requires inopsio-core"
+                f"{req.specifier}, but {__version__} is installed"
+            )
 
 
 def _load_entry_point(ep: EntryPoint) -> Any:

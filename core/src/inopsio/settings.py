@@ -153,12 +153,19 @@ _PATH_RE = re.compile(r"at `\$\.([a-z_]+)(?:\.([a-z_]+))?`")
 def _explain(error: msgspec.ValidationError, sources: dict[str, str]) -> SettingsError:
     message = str(error)
     match = _PATH_RE.search(message)
-    if not match:
+    path = [p for p in match.groups() if p] if match else []
+    detail = _PATH_RE.sub("", message).strip(" -")
+    # The __post_init__ checks start their message with the field they refuse ("port must be ...",
+    # "quota users must be ..."); msgspec only knows the struct, so name the field from the message.
+    struct = Settings if not path else QuotaLimits if path == ["quotas"] else None
+    if struct is not None:
+        first_word = detail.removeprefix("quota ").split(" ", 1)[0]
+        if first_word in struct.__struct_fields__:
+            path = [*path, first_word]
+    if not path:
         return SettingsError(f"invalid settings: {message}")
-    path = [p for p in match.groups() if p]
     name = _field_env_name(path)
     origin = sources.get(".".join(path), "environment")
-    detail = _PATH_RE.sub("", message).strip(" -")
     return SettingsError(f"{name} ({origin}): {detail}")
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from inopsio.db.engine import Database
 
-TOKEN_PREFIX = "iop_"
+TOKEN_PREFIX = "iop_"  # noqa: S105 (a public prefix, not a secret)
 
 
 def digest(token: str) -> str:
@@ -46,7 +46,7 @@ async def revoke_operator_token(db: Database, name: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def operator_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def operator_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Litestar guard for the platform API: a valid operator bearer token, or 401."""
     auth = connection.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")

@@ -15,8 +15,8 @@ import msgspec
 from litestar import Controller, Request, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from inopsio.errors import Problem
 from inopsio.deps import KernelDep
+from inopsio.errors import Problem
 from inopsio.kernel import Kernel
 from inopsio.platform.auth import operator_guard
 from inopsio.tenancy.resolution import TENANCY_OPT

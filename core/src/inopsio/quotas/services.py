@@ -16,8 +16,8 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 
 from inopsio.errors import Problem
 from inopsio.quotas.models import DailyUsage, UsageGauge
@@ -59,7 +59,8 @@ class QuotaService:
         """The tenant's limit for ``quota``: its override if it has one, else the platform default."""
         if quota in tenant.quotas:
             return tenant.quotas[quota]
-        return getattr(self.defaults, quota)
+        default: int | None = getattr(self.defaults, quota)
+        return default
 
     def limits(self, tenant: TenantInfo) -> dict[str, int | None]:
         return {name: self.limit(tenant, name) for name in self.defaults.__struct_fields__}
@@ -141,16 +142,15 @@ class QuotaService:
         ``delta`` always succeeds. Returns the new value.
         """
         limit = self.limit(tenant, quota)
-        stmt = insert(UsageGauge).values(tenant_id=tenant.id, metric=quota, value=max(delta, 0))
-        stmt = stmt.on_conflict_do_update(
+        upsert = insert(UsageGauge).values(tenant_id=tenant.id, metric=quota, value=max(delta, 0))
+        stmt = upsert.on_conflict_do_update(
             index_elements=["tenant_id", "metric"],
             set_={"value": UsageGauge.value + delta},
             where=None if (limit is None or delta <= 0) else (UsageGauge.value + delta <= limit),
         ).returning(UsageGauge.value)
-        if limit is not None and delta > limit:
-            value = None
-        else:
-            value = (await session.execute(stmt)).scalar_one_or_none()
+        # A single step larger than the whole limit can never fit; no need to ask the database.
+        fits = limit is None or delta <= limit
+        value = (await session.execute(stmt)).scalar_one_or_none() if fits else None
         if value is None:
             status = GAUGE_QUOTAS[quota]
             raise Problem(
@@ -168,9 +168,10 @@ class QuotaService:
         for key in await self._claim_batches():
             raw = await self.redis.hgetall(key)
             per_tenant: dict[str, list[tuple[dt.date, str, int]]] = defaultdict(list)
-            for field, value in raw.items():
-                tenant_id, day, metric = (field.decode() if isinstance(field, bytes) else field).split("|", 2)
-                per_tenant[tenant_id].append((dt.date.fromisoformat(day), metric, int(value)))
+            for raw_field, raw_value in raw.items():
+                field = raw_field.decode() if isinstance(raw_field, bytes) else str(raw_field)
+                tenant_key, day_text, metric_name = field.split("|", 2)
+                per_tenant[tenant_key].append((dt.date.fromisoformat(day_text), metric_name, int(raw_value)))
             for tenant_id, rows in per_tenant.items():
                 try:
                     async with self.db.session(uuid.UUID(tenant_id)) as session:

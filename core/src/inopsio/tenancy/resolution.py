@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from inopsio.errors import PROBLEM_MEDIA_TYPE, Problem, problem_bytes
 
@@ -51,7 +51,8 @@ class TenantResolutionMiddleware:
         self.base_domain = kernel.settings.base_domain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        scope_type: str = scope["type"]
+        if scope_type not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         handler = scope.get("route_handler")
@@ -91,12 +92,12 @@ class TenantResolutionMiddleware:
                 )
                 return
             scope.setdefault("state", {})[STATE_KEY] = tenant
-            if scope["type"] == "http":
+            if scope_type == "http":
                 try:
                     await self.kernel.quotas.count_request(tenant)
                 except Problem as exc:
                     await self._refuse(
-                        scope, send, exc.status_code, exc.code, exc.detail, headers=exc.headers, **exc.extra
+                        scope, send, exc.status_code, exc.code, exc.detail, headers=exc.headers, **exc.members
                     )
                     return
         await self.app(scope, receive, send)
@@ -111,11 +112,17 @@ class TenantResolutionMiddleware:
         headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
-        if scope["type"] == "websocket":
+        if str(scope["type"]) == "websocket":
             await send({"type": "websocket.close", "code": 4000 + status, "reason": detail[:120]})
             return
         body = problem_bytes(status, code, detail, scope.get("path"), **extra)
         raw_headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": body})
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": status,
+            "headers": raw_headers,
+            "trailers": False,
+        }
+        await send(start)
+        await send(HTTPResponseBodyEvent(type="http.response.body", body=body, more_body=False))

@@ -100,7 +100,7 @@ def _currencies() -> frozenset[str]:
 class TenantSettingsPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """A partial update of :class:`TenantSettings`: only the fields given change."""
 
-    display_name: str | None | msgspec.UnsetType = msgspec.UNSET
+    display_name: str | msgspec.UnsetType | None = msgspec.UNSET
     locale: str | msgspec.UnsetType = msgspec.UNSET
     timezone: str | msgspec.UnsetType = msgspec.UNSET
     currency: str | msgspec.UnsetType = msgspec.UNSET

@@ -12,6 +12,7 @@ from uuid import UUID
 import msgspec
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from inopsio.db.base import new_id, utcnow
 from inopsio.errors import Problem
@@ -134,7 +135,7 @@ class TenantService:
         """Tenants ordered by slug, keyset-paginated by ``after`` (the last slug seen), and the total."""
         query = select(Tenant)
         count = select(func.count()).select_from(Tenant)
-        filters = []
+        filters: list[ColumnElement[bool]] = []
         if search:
             pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             filters.append(Tenant.slug.ilike(pattern) | Tenant.name.ilike(pattern))

@@ -105,10 +105,10 @@ async def _insert_row(connection: Any, table: Table, tenant_id: uuid.UUID) -> di
             continue
         if column.name in sample:
             values[column.name] = sample[column.name]
-        elif column.default is not None and getattr(column.default, "is_scalar", False):
-            values[column.name] = column.default.arg  # type: ignore[union-attr]
-        elif column.default is not None and getattr(column.default, "is_callable", False):
-            values[column.name] = column.default.arg(None)  # type: ignore[union-attr,operator]
+        elif isinstance(column.default, sa.ColumnDefault) and column.default.is_scalar:
+            values[column.name] = column.default.arg
+        elif isinstance(column.default, sa.ColumnDefault) and column.default.is_callable:
+            values[column.name] = column.default.arg(None)
         elif column.server_default is not None or column.nullable:
             continue
         else:
