@@ -118,11 +118,5 @@ class TenantResolutionMiddleware:
         body = problem_bytes(status, code, detail, scope.get("path"), **extra)
         raw_headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-        start: HTTPResponseStartEvent = {
-            "type": "http.response.start",
-            "status": status,
-            "headers": raw_headers,
-            "trailers": False,
-        }
-        await send(start)
+        await send(HTTPResponseStartEvent(type="http.response.start", status=status, headers=raw_headers))
         await send(HTTPResponseBodyEvent(type="http.response.body", body=body, more_body=False))
