@@ -8,12 +8,13 @@ ever reaches a client: unexpected errors are logged with their request id.
 from __future__ import annotations
 
 import logging
+import uuid
 from http import HTTPStatus
 from typing import Any
 
 import msgspec
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("inopsio.errors")
@@ -91,6 +92,11 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     headers = dict(exc.headers or {})
     if isinstance(exc, Problem):
         body = problem_document(status, problem_type(exc.code), exc.title, exc.detail, instance, **exc.members)
+    elif isinstance(exc.__cause__, SerializationException):
+        # Litestar turns a body it cannot decode into a bare 400 ClientException.
+        body = problem_document(
+            status, problem_type("malformed-json"), "Invalid request", "The request body is not valid JSON.", instance
+        )
     elif isinstance(exc, ValidationException):
         detail = _clean_validation_detail(exc.detail)
         if "JSON is malformed" in detail or "malformed" in detail.lower():
@@ -126,7 +132,8 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    request_id = request.scope.get("state", {}).get("request_id")
+    # Without a request id from upstream, make one: it ties the client's report to the logged traceback.
+    request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
     log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
     body = problem_document(
         500,

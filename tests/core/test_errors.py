@@ -1,0 +1,183 @@
+"""Every API error is an RFC 9457 problem document, and no stack trace ever reaches a client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest_asyncio
+from litestar import get, post
+from litestar.testing import AsyncTestClient
+
+from inopsio import hookimpl
+from inopsio.app import create_app
+from inopsio.errors import PROBLEM_MEDIA_TYPE, Problem
+from inopsio.settings import Settings
+
+SMALL_BODY_LIMIT = 1000
+
+
+def assert_problem(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response is a problem document with ``status`` (and type ``code``); returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= set(body), body
+    assert body["status"] == status
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    if code is not None:
+        assert body["type"] == f"urn:inopsio:problem:{code}", body
+    return body
+
+
+class FaultyPlugin:
+    """Routes that fail in the ways a handler can: an unexpected exception and a deliberate problem."""
+
+    INOPSIO_PLUGIN_NAME = "faulty"
+
+    @staticmethod
+    @get("/api/v1/faulty/crash", opt={"tenancy": "none"})
+    async def crash() -> None:
+        raise RuntimeError("secret detail: password=hunter2")
+
+    @staticmethod
+    @get("/api/v1/faulty/teapot", opt={"tenancy": "none"})
+    async def teapot() -> None:
+        raise Problem(418, "teapot", "Only tea here.", title="I'm a teapot", kettle="on")
+
+    @staticmethod
+    @post("/api/v1/faulty/echo", opt={"tenancy": "none"})
+    async def echo(data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    @hookimpl
+    def register_routes(self, register: Any) -> None:
+        register(self.crash)
+        register(self.teapot)
+        register(self.echo)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def faulty_client(inopsio_migrated: Settings) -> AsyncIterator[Any]:
+    """A client on an app with the faulty plugin and a small body limit."""
+    settings = msgspec.structs.replace(inopsio_migrated, max_body_bytes=SMALL_BODY_LIMIT)
+    app = create_app(settings, plugins=[FaultyPlugin()])
+    async with AsyncTestClient(app, base_url="http://localhost", raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def tenant_headers(make_tenant: Any) -> dict[str, str]:
+    tenant = await make_tenant()
+    return {"X-Tenant": tenant.slug}
+
+
+async def test_unknown_route_answers_404_problem(client: Any) -> None:
+    response = await client.get("/api/v1/no/such/thing")
+    body = assert_problem(response, 404, "not-found")
+    assert body["instance"] == "/api/v1/no/such/thing"
+
+
+async def test_unknown_route_of_a_tenant_answers_404_problem(client: Any, tenant_headers: dict[str, str]) -> None:
+    assert_problem(await client.get("/api/v1/sample/nope/nope", headers=tenant_headers), 404, "not-found")
+
+
+async def test_malformed_json_body_answers_400_problem(client: Any, tenant_headers: dict[str, str]) -> None:
+    response = await client.post(
+        "/api/v1/sample/notes",
+        content=b'{"title": "unfinished',
+        headers={**tenant_headers, "Content-Type": "application/json"},
+    )
+    body = assert_problem(response, 400, "malformed-json")
+    assert "JSON" in body["detail"]
+
+
+async def test_wrong_types_answer_400_problem_pointing_at_the_field(
+    client: Any, tenant_headers: dict[str, str]
+) -> None:
+    response = await client.post("/api/v1/sample/notes", json={"title": 42}, headers=tenant_headers)
+    body = assert_problem(response, 400, "validation-error")
+    assert body["errors"], body
+    assert "/title" in [e.get("pointer") for e in body["errors"]]
+    assert all(e["detail"] for e in body["errors"])
+
+
+async def test_missing_required_field_answers_400_problem(client: Any, tenant_headers: dict[str, str]) -> None:
+    response = await client.post("/api/v1/sample/notes", json={"body": "no title"}, headers=tenant_headers)
+    body = assert_problem(response, 400, "validation-error")
+    assert "title" in body["detail"] + str(body["errors"])
+
+
+async def test_unknown_field_answers_400_problem(client: Any, tenant_headers: dict[str, str]) -> None:
+    response = await client.post("/api/v1/sample/notes", json={"title": "x", "colour": "red"}, headers=tenant_headers)
+    body = assert_problem(response, 400, "validation-error")
+    assert "colour" in body["detail"] + str(body["errors"])
+
+
+async def test_bad_path_parameter_answers_a_problem_not_a_crash(client: Any, tenant_headers: dict[str, str]) -> None:
+    response = await client.get("/api/v1/sample/notes/not-a-uuid", headers=tenant_headers)
+    assert response.status_code in (400, 404)
+    assert_problem(response, response.status_code)
+
+
+async def test_bad_query_parameter_answers_400_problem(client: Any, tenant_headers: dict[str, str]) -> None:
+    response = await client.get("/api/v1/sample/notes", params={"limit": "lots"}, headers=tenant_headers)
+    body = assert_problem(response, 400, "validation-error")
+    assert "limit" in body["detail"] + str(body["errors"])
+
+
+async def test_method_not_allowed_answers_405_problem(client: Any) -> None:
+    response = await client.delete("/health/live")
+    body = assert_problem(response, 405, "method-not-allowed")
+    assert "DELETE" in body["detail"]
+
+
+async def test_tenant_scoped_route_without_a_tenant_answers_400_tenant_required(client: Any) -> None:
+    body = assert_problem(await client.get("/api/v1/tenant"), 400, "tenant-required")
+    assert "X-Tenant" in body["detail"]
+
+
+async def test_plugin_route_without_a_tenant_answers_400_tenant_required(client: Any) -> None:
+    assert_problem(await client.get("/api/v1/sample/notes"), 400, "tenant-required")
+
+
+async def test_body_larger_than_the_limit_answers_413_problem(faulty_client: Any) -> None:
+    response = await faulty_client.post(
+        "/api/v1/faulty/echo",
+        content=b'{"x": "' + b"a" * (SMALL_BODY_LIMIT * 2) + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(response, 413, "request-too-large")
+
+
+async def test_body_within_the_limit_is_accepted(faulty_client: Any) -> None:
+    response = await faulty_client.post("/api/v1/faulty/echo", json={"x": "a" * 100})
+    assert response.status_code == 201, response.text
+    assert response.json() == {"x": "a" * 100}
+
+
+async def test_exception_in_a_handler_answers_500_problem_without_its_details(faulty_client: Any) -> None:
+    response = await faulty_client.get("/api/v1/faulty/crash")
+    body = assert_problem(response, 500, "internal-error")
+    assert "secret detail" not in response.text
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+    assert "RuntimeError" not in response.text
+    assert ".py" not in response.text
+
+
+async def test_internal_error_gives_the_client_a_request_id_to_quote(faulty_client: Any) -> None:
+    body = (await faulty_client.get("/api/v1/faulty/crash")).json()
+    assert isinstance(body.get("request_id"), str) and body["request_id"]
+    again = (await faulty_client.get("/api/v1/faulty/crash")).json()
+    assert again["request_id"] != body["request_id"]
+
+
+async def test_problem_raised_by_a_handler_keeps_its_type_title_and_extra_members(faulty_client: Any) -> None:
+    body = assert_problem(await faulty_client.get("/api/v1/faulty/teapot"), 418, "teapot")
+    assert body["title"] == "I'm a teapot"
+    assert body["detail"] == "Only tea here."
+    assert body["kettle"] == "on"
+    assert body["instance"] == "/api/v1/faulty/teapot"
