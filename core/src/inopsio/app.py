@@ -131,7 +131,9 @@ def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
         raise ValueError("database_url and redis_url must be set (ensure_services() fills them)")
     app_url = settings.database_app_url or app_url_from_owner_url(settings.database_url, settings.database_app_role)
     db = Database(app_url, settings.database_url, pool_size=settings.database_pool_size)
-    redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
+    redis = aioredis.from_url(  # type: ignore[no-untyped-call]
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+    )
     tenants = TenantService(db, redis, registry, settings)
     quotas = QuotaService(db, redis, settings.quotas, settings.redis_namespace)
     kernel = Kernel(settings=settings, plugins=registry, db=db, redis=redis, tenants=tenants, quotas=quotas)

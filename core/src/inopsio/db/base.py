@@ -47,6 +47,7 @@ class Base(DeclarativeBase):
         dt.datetime: DateTime(timezone=True),
         UUID: Uuid(),
         dict[str, Any]: JSONB(),
+        list[str]: JSONB(),
     }
 
 

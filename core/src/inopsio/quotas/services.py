@@ -116,12 +116,13 @@ class QuotaService:
                 quota=quota,
                 limit=limit,
             )
-        await self.redis.hincrby(self.pending_key, f"{tenant.id}|{day}|{metric}", amount)
+        await self.redis.hincrby(self.pending_key, f"{tenant.id}|{day}|{metric}", amount)  # type: ignore[misc]
         return int(used)
 
     async def count(self, tenant_id: UUID, metric: str, amount: int = 1) -> None:
         """Add to a daily usage counter that has no limit (plugins' own metrics)."""
-        await self.redis.hincrby(self.pending_key, f"{tenant_id}|{_today().isoformat()}|{metric}", amount)
+        field = f"{tenant_id}|{_today().isoformat()}|{metric}"
+        await self.redis.hincrby(self.pending_key, field, amount)  # type: ignore[misc]
 
     def check_upload(self, tenant: TenantInfo, size: int) -> None:
         """Refuse (413) an upload larger than the tenant's ``upload_bytes`` quota."""
@@ -166,7 +167,7 @@ class QuotaService:
         """Move queued daily counts from Redis into PostgreSQL; returns how many counters moved."""
         moved = 0
         for key in await self._claim_batches():
-            raw = await self.redis.hgetall(key)
+            raw = await self.redis.hgetall(key)  # type: ignore[misc]
             per_tenant: dict[str, list[tuple[dt.date, str, int]]] = defaultdict(list)
             for raw_field, raw_value in raw.items():
                 field = raw_field.decode() if isinstance(raw_field, bytes) else str(raw_field)

@@ -91,10 +91,13 @@ def _value_for(column: sa.Column[Any]) -> Any:
 
 async def _insert_row(connection: Any, table: Table, tenant_id: uuid.UUID) -> dict[str, Any]:
     """Insert a row of ``table`` for ``tenant_id`` (parents first); return its column values."""
-    values: dict[str, Any] = {"tenant_id": tenant_id}
+    values: dict[str, Any] = {"tenant_id": tenant_id} if "tenant_id" in table.c else {}
     for constraint in table.foreign_key_constraints:
         referred = constraint.referred_table
-        if referred.name == "tenants":
+        local_columns = [c for c in constraint.column_keys if c != "tenant_id"]
+        if referred.name == "tenants" or not local_columns:
+            continue
+        if all(table.c[c].nullable for c in local_columns):
             continue
         parent = await _insert_row(connection, referred, tenant_id)
         for local, remote in zip(constraint.column_keys, [e.column.name for e in constraint.elements], strict=True):
@@ -109,7 +112,7 @@ async def _insert_row(connection: Any, table: Table, tenant_id: uuid.UUID) -> di
             values[column.name] = column.default.arg
         elif isinstance(column.default, sa.ColumnDefault) and column.default.is_callable:
             values[column.name] = column.default.arg(None)
-        elif column.server_default is not None or column.nullable:
+        elif column.server_default is not None or column.nullable or column.autoincrement is True:
             continue
         else:
             values[column.name] = _value_for(column)
@@ -121,8 +124,20 @@ def _pk_match(table: Table, row: dict[str, Any]) -> Any:
     return sa.and_(*(column == row[column.name] for column in table.primary_key.columns))
 
 
-def _is_rls_violation(exc: DBAPIError) -> bool:
-    return "row-level security" in str(exc.orig)
+def _is_refusal(exc: DBAPIError) -> bool:
+    """Refused by row-level security, or by the table's grants (e.g. an append-only audit log)."""
+    message = str(exc.orig)
+    return "row-level security" in message or "permission denied" in message
+
+
+async def _probe(db: Any, tenant_id: uuid.UUID | None, statement: Any) -> Any:
+    """Run one statement in its own transaction; return its result, or the database's refusal."""
+    try:
+        async with db.transaction(tenant_id) as conn:
+            result = await conn.execute(statement)
+            return result.rowcount if not result.returns_rows else result.all()
+    except DBAPIError as exc:
+        return exc
 
 
 async def check_isolation(db: Any, table_name: str, tenant_a: uuid.UUID, tenant_b: uuid.UUID) -> list[str]:
@@ -134,40 +149,51 @@ async def check_isolation(db: Any, table_name: str, tenant_a: uuid.UUID, tenant_
     async with db.transaction(tenant_b) as conn:
         row_b = await _insert_row(conn, table, tenant_b)
 
-    async with db.transaction(tenant_b) as conn:
-        if (await conn.execute(select(func.count()).select_from(table).where(_pk_match(table, row_a)))).scalar():
-            problems.append("B can read A's row by its key")
-        if (await conn.execute(select(func.count()).select_from(table).where(table.c.tenant_id == tenant_a))).scalar():
-            problems.append("B can read rows with A's tenant_id")
-        if any(r.tenant_id != tenant_b for r in (await conn.execute(select(table.c.tenant_id))).all()):
-            problems.append("B's unfiltered read returns other tenants' rows")
-        if (await conn.execute(update(table).where(_pk_match(table, row_a)).values(tenant_id=tenant_a))).rowcount:
-            problems.append("B can update A's row")
-        if (await conn.execute(sa.delete(table).where(_pk_match(table, row_a)))).rowcount:
-            problems.append("B can delete A's row")
+    reads = {
+        "B can read A's row by its key": select(func.count()).select_from(table).where(_pk_match(table, row_a)),
+        "B can read rows with A's tenant_id": select(func.count())
+        .select_from(table)
+        .where(table.c.tenant_id == tenant_a),
+        "B's unfiltered read returns other tenants' rows": select(func.count())
+        .select_from(table)
+        .where(table.c.tenant_id != tenant_b),
+    }
+    for description, statement in reads.items():
+        result = await _probe(db, tenant_b, statement)
+        if isinstance(result, DBAPIError) or result[0][0]:
+            problems.append(description if not isinstance(result, DBAPIError) else f"{description}: {result.orig}")
 
-    for description, statement in (
-        ("B can insert a row into A", "insert"),
-        ("B can move its own row into A", "move"),
-    ):
-        try:
-            async with db.transaction(tenant_b) as conn:
-                if statement == "insert":
-                    values = dict(row_a)
-                    for column in table.primary_key.columns:
-                        if column.name != "tenant_id" and isinstance(values[column.name], uuid.UUID):
-                            values[column.name] = new_id()
-                    await conn.execute(insert(table).values(**values))
-                else:
-                    await conn.execute(update(table).where(_pk_match(table, row_b)).values(tenant_id=tenant_a))
+    writes = {
+        "B can update A's row": update(table).where(_pk_match(table, row_a)).values(tenant_id=tenant_a),
+        "B can delete A's row": sa.delete(table).where(_pk_match(table, row_a)),
+    }
+    for description, write in writes.items():
+        result = await _probe(db, tenant_b, write)
+        if isinstance(result, DBAPIError):
+            if not _is_refusal(result):
+                problems.append(f"{description}: failed for another reason ({result.orig})")
+        elif result:
             problems.append(description)
-        except DBAPIError as exc:
-            if not _is_rls_violation(exc):
-                problems.append(f"{description}: refused, but not by row-level security ({exc.orig})")
 
-    async with db.transaction(None) as conn:
-        if (await conn.execute(select(func.count()).select_from(table))).scalar():
-            problems.append("a transaction without a tenant can read rows")
+    copy = dict(row_a)
+    for column in table.primary_key.columns:
+        if column.name != "tenant_id" and isinstance(copy[column.name], uuid.UUID):
+            copy[column.name] = new_id()
+    intrusions = {
+        "B can insert a row into A": insert(table).values(**copy),
+        "B can move its own row into A": update(table).where(_pk_match(table, row_b)).values(tenant_id=tenant_a),
+    }
+    for description, intrusion in intrusions.items():
+        result = await _probe(db, tenant_b, intrusion)
+        if not isinstance(result, DBAPIError):
+            if result:
+                problems.append(description)
+        elif not _is_refusal(result):
+            problems.append(f"{description}: refused, but not by row-level security ({result.orig})")
+
+    result = await _probe(db, None, select(func.count()).select_from(table))
+    if isinstance(result, DBAPIError) or result[0][0]:
+        problems.append("a transaction without a tenant can read rows")
     async with db.transaction(tenant_a) as conn:
         still = (await conn.execute(select(table).where(_pk_match(table, row_a)))).mappings().one_or_none()
         if still is None or dict(still) != row_a:
