@@ -72,6 +72,30 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     default_timezone: str = "UTC"
     default_currency: str = "EUR"
     quotas: QuotaLimits = msgspec.field(default_factory=QuotaLimits)
+    #: Master secret: signs tokens, encrypts stored secrets. Required in production; elsewhere a
+    #: random one is kept in ``data_dir/secret.key``.
+    secret_key: str | None = None
+    #: Token signing keys ``kid:secret``, newest first: the first signs, all verify (rotation).
+    #: Empty: one key derived from ``secret_key``.
+    jwt_keys: list[str] | None = None
+    access_token_seconds: int = 900
+    refresh_token_days: int = 30
+    #: argon2id cost: time (iterations), memory (KiB), parallelism.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 2
+    #: Failed sign-ins per account or address before a lockout, and how long it lasts.
+    login_max_failures: int = 10
+    login_lockout_seconds: int = 900
+    #: Outgoing mail (aiosmtplib). Empty host: mail is logged, not sent.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = True
+    mail_from: str = "Inopsio <no-reply@localhost>"
+    #: Where users reach the web app, for links in mail; ``{tenant}`` is replaced by the slug.
+    public_url: str = "http://{tenant}.localhost:8000"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Trace every hook call to the log (like datasette's ``DATASETTE_TRACE_PLUGINS``).
     trace_hooks: bool = False
@@ -93,6 +117,16 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise ValueError(f"{url_field} must be a postgresql:// URL")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
+        if self.environment == "production" and not self.secret_key:
+            raise ValueError("secret_key is required in production")
+        if self.secret_key is not None and len(self.secret_key) < 32:
+            raise ValueError("secret_key must be at least 32 characters")
+        for entry in self.jwt_keys or []:
+            kid, _, secret = entry.partition(":")
+            if not kid or len(secret) < 32:
+                raise ValueError("jwt_keys entries are kid:secret with a secret of at least 32 characters")
+        if self.access_token_seconds < 30:
+            raise ValueError("access_token_seconds must be at least 30")
 
     @property
     def is_production(self) -> bool:
@@ -105,6 +139,8 @@ def _field_env_name(path: list[str]) -> str:
 
 def _parse_env_value(struct: type[msgspec.Struct], name: str, raw: str) -> Any:
     """Environment values are strings; lists are comma separated, nulls are the empty string."""
+    if name in ("plugins", "jwt_keys") and raw.strip() and raw.strip().lower() not in ("none", "*", "all"):
+        return [p.strip() for p in raw.split(",") if p.strip()]
     if name == "plugins":
         stripped = raw.strip()
         if stripped in ("", "*", "all"):
