@@ -94,9 +94,10 @@ class PlatformController(Controller):
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> TenantPage:
-        items, total = await kernel.tenants.list(search=search, status=status, after=after, limit=limit)
-        next_after = items[-1].slug if len(items) == limit else None
-        return TenantPage(items=items, total=total, next_after=next_after)
+        # One row more than asked tells whether a next page exists, so a full last page has no next_after.
+        items, total = await kernel.tenants.list(search=search, status=status, after=after, limit=limit + 1)
+        next_after = items[limit - 1].slug if len(items) > limit else None
+        return TenantPage(items=items[:limit], total=total, next_after=next_after)
 
     @get("/tenants/{tenant_id:uuid}")
     async def get_tenant(self, kernel: KernelDep, tenant_id: FromPath[UUID]) -> TenantInfo:

@@ -78,11 +78,11 @@ class TenantSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         try:
             Locale.parse(self.locale.replace("-", "_"))
         except (UnknownLocaleError, ValueError):
-            raise ValueError(f"unknown locale {self.locale!r}") from None
+            raise ValueError(f"locale {self.locale!r} is unknown (use a code like en or de_CH)") from None
         if self.timezone not in zoneinfo.available_timezones():
-            raise ValueError(f"unknown time zone {self.timezone!r} (use an IANA name like Europe/Paris)")
+            raise ValueError(f"timezone {self.timezone!r} is unknown (use an IANA name like Europe/Paris)")
         if self.currency not in _currencies():
-            raise ValueError(f"unknown currency {self.currency!r} (use an ISO 4217 code like EUR)")
+            raise ValueError(f"currency {self.currency!r} is unknown (use an ISO 4217 code like EUR)")
         if self.display_name is not None and len(self.display_name) > 200:
             raise ValueError("display_name is longer than 200 characters")
 

@@ -104,6 +104,8 @@ class TenantService:
             await call_async(self.plugins.for_modules("on_tenant_created", disabled), tenant=info, session=session)
             if demo_data:
                 await call_async(self.plugins.for_modules("seed_demo_data", disabled), tenant=info, session=session)
+        # Caches may hold the slug as unknown (misses are cached too): the new tenant must be reachable at once.
+        await self.announce_change(info.slug)
         log.info("tenant created", extra={"tenant": info.slug})
         return info
 

@@ -15,6 +15,7 @@ Async tests and fixtures share one event loop per session (pytest-asyncio).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -76,17 +77,38 @@ def inopsio_migrated(inopsio_settings: Settings, inopsio_registry: Any) -> Setti
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def inopsio_app(inopsio_migrated: Settings, inopsio_extra_plugins: list[object]) -> AsyncIterator[Any]:
-    from litestar.testing import AsyncTestClient
+    import httpx
 
     from inopsio.app import create_app
 
     app = create_app(inopsio_migrated, plugins=inopsio_extra_plugins)
-    # The test client runs the app's lifespan (startup and shutdown hooks) once around the session.
-    async with AsyncTestClient(
-        app, base_url=f"http://{inopsio_migrated.base_domain}", raise_server_exceptions=False
-    ) as started:
-        app.state.test_client = started
-        yield app
+    # The app runs in the tests' own event loop, so a test may use the kernel's Redis and database
+    # clients directly: Litestar's test client runs the app in a thread with a loop of its own, and
+    # those clients' connections would then belong to two loops. The lifespan (start-up and shutdown
+    # hooks) runs once around the session, held open by one task because pytest-asyncio tears a
+    # fixture down in another task than it set it up in, and a task group must be left by its task.
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def hold_lifespan() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    lifespan = asyncio.create_task(hold_lifespan())
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait([lifespan, waiting], return_when=asyncio.FIRST_COMPLETED)
+    if lifespan.done():
+        waiting.cancel()
+        lifespan.result()  # start-up failed: raise its error
+    # Litestar's precise ASGI types are narrower than httpx's generic ASGI signature.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{inopsio_migrated.base_domain}") as client:
+            app.state.test_client = client
+            yield app
+    finally:
+        stop.set()
+        await lifespan
 
 
 @pytest.fixture
