@@ -29,6 +29,9 @@ from inopsio.db.roles import app_url_from_owner_url, check_app_role
 from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.embedded import ensure_services
 from inopsio.errors import EXCEPTION_HANDLERS, Problem
+from inopsio.identity.authentication import AuthenticationMiddleware, access_guard
+from inopsio.identity.rbac import Permission
+from inopsio.identity.services import Identity
 from inopsio.kernel import Kernel
 from inopsio.plugins import KERNEL, PluginError, PluginRegistry, build_plugin_manager, call_async
 from inopsio.quotas.services import QuotaService
@@ -144,7 +147,25 @@ def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
 
     for plugin, ((name, check), _) in registry.collect("register_health_checks", validate_check):
         kernel.health_checks.append((plugin, str(name), check))
+    kernel.identity = Identity(settings, db, redis, tenants, quotas, collect_permissions(registry))
     return kernel
+
+
+def collect_permissions(registry: PluginRegistry) -> list[Permission]:
+    """Every plugin's permissions; each must be named after its plugin (``crm.leads.read``)."""
+    seen: set[str] = set()
+
+    def validate(plugin: str, item: Any) -> None:
+        if not isinstance(item, Permission):
+            raise ValueError("register() takes an inopsio.identity.rbac.Permission")
+        namespace = KERNEL if registry.infos[plugin].is_kernel else plugin
+        if not item.name.startswith(namespace + "."):
+            raise ValueError(f"permission {item.name!r} must start with {namespace + '.'!r}")
+        if item.name in seen:
+            raise ValueError(f"permission {item.name!r} is declared twice")
+        seen.add(item.name)
+
+    return [permission for _, permission in registry.collect("register_permissions", validate)]
 
 
 async def _every(seconds: float, action: Any, what: str) -> None:
@@ -167,6 +188,8 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     kernel.tasks.append(
         asyncio.create_task(_every(kernel.settings.usage_flush_seconds, kernel.quotas.flush, "usage flush"))
     )
+    await kernel.identity.authorizer.load_all()
+    kernel.tasks.append(asyncio.create_task(kernel.identity.authorizer.follow_changes()))
     await call_async(kernel.plugins.hook.on_startup, kernel=kernel)
     try:
         yield
@@ -216,7 +239,11 @@ def create_app(
             "tenant": Provide(provide_tenant),
             "db_session": Provide(provide_db_session),
         },
-        middleware=[DefineMiddleware(TenantResolutionMiddleware, kernel=kernel)],
+        middleware=[
+            DefineMiddleware(TenantResolutionMiddleware, kernel=kernel),
+            DefineMiddleware(AuthenticationMiddleware, kernel=kernel),
+        ],
+        guards=[access_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="Inopsio",

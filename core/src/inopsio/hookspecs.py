@@ -57,6 +57,17 @@ def register_migrations(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_permissions(register: Callable[[Any], None]) -> None:
+    """Declare permissions: ``register(Permission(name=..., description=..., roles=(...)))``.
+
+    Names are ``<plugin>.<resource>.<action>`` (``crm.leads.read``); ``roles`` are the built-in
+    roles (admin, manager, member, viewer) that get it by default; owners get everything. Tenant
+    admins can grant any declared permission to custom roles. Guard a route with
+    ``opt={"permission": "crm.leads.read"}``.
+    """
+
+
+@hookspec
 def register_health_checks(register: Callable[[str, Callable[[Kernel], Any]], None]) -> None:
     """Add readiness checks: ``register(name, check)``, ``check`` an async callable taking the kernel.
 

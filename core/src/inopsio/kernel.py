@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from inopsio.db.engine import Database
+    from inopsio.identity.services import Identity
     from inopsio.plugins import PluginRegistry
     from inopsio.quotas.services import QuotaService
     from inopsio.settings import Settings
@@ -38,6 +39,8 @@ class Kernel:
         self.redis = redis
         self.tenants = tenants
         self.quotas = quotas
+        #: Accounts, tokens and RBAC; set by the app factory once the plugins' permissions are known.
+        self.identity: Identity = None  # type: ignore[assignment]
         #: (plugin, name, async check(kernel)) for /health/ready.
         self.health_checks: list[tuple[str, str, Callable[[Kernel], Any]]] = []
         #: Background tasks of this process (cache invalidation, usage flushing), cancelled on shutdown.

@@ -24,6 +24,7 @@ from inopsio import __version__, hookspecs
 ENTRY_POINT_GROUP = "inopsio"
 KERNEL_PLUGINS = (
     "inopsio.tenancy.plugin",
+    "inopsio.identity.plugin",
     "inopsio.quotas.plugin",
     "inopsio.platform.plugin",
     "inopsio.health",

@@ -33,6 +33,8 @@ class QuotaLimits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     workflow_runs_per_day: int | None = 10_000
     security_events_per_day: int | None = 1_000_000
     upload_bytes: int | None = 50 * 1024**2
+    #: Requests per minute of one user or API key (the tenant-wide limit is api_calls_per_minute).
+    requests_per_minute_per_user: int | None = 100
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:

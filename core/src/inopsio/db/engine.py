@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from inopsio.db.base import TenantScoped
-from inopsio.db.rls import TENANT_SETTING
+from inopsio.db.rls import TENANT_SETTING, USER_SETTING
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -30,11 +30,14 @@ def sqlalchemy_url(url: str) -> str:
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def _begin_statement(tenant_id: UUID | None) -> str:
-    if tenant_id is None:
-        return "BEGIN"
+def _begin_statement(tenant_id: UUID | None, user_id: UUID | None = None) -> str:
+    parts = ["BEGIN"]
     # str(UUID) is 36 hex digits and dashes: safe to inline, and inlining keeps it one message.
-    return f"BEGIN; SELECT set_config('{TENANT_SETTING}', '{UUID(str(tenant_id))}', true)"
+    if tenant_id is not None:
+        parts.append(f"SELECT set_config('{TENANT_SETTING}', '{UUID(str(tenant_id))}', true)")
+    if user_id is not None:
+        parts.append(f"SELECT set_config('{USER_SETTING}', '{UUID(str(user_id))}', true)")
+    return "; ".join(parts)
 
 
 class TenantSession(Session):
@@ -60,6 +63,9 @@ def _assign_tenant(session: Session, flush_context: Any, instances: Any) -> None
 def _scope_to_tenant(state: ORMExecuteState) -> None:
     tenant_id = state.session.info.get("tenant_id")
     if tenant_id is None or state.is_column_load or state.is_relationship_load:
+        return
+    # Explicitly cross-tenant reads (a user's own memberships) rely on row-level security alone.
+    if state.execution_options.get("include_all_tenants"):
         return
     if state.is_select or state.is_update or state.is_delete:
         state.statement = state.statement.options(
@@ -89,13 +95,16 @@ class Database:
         self._owner_engine: Engine | None = None
 
     @asynccontextmanager
-    async def transaction(self, tenant_id: UUID | None) -> AsyncIterator[AsyncConnection]:
+    async def transaction(
+        self, tenant_id: UUID | None, *, user_id: UUID | None = None
+    ) -> AsyncIterator[AsyncConnection]:
         """A transaction on a Core connection, scoped to ``tenant_id`` (``None``: kernel tables only).
 
-        Commits when the block ends, rolls back when it raises.
+        ``user_id`` additionally lets the user read their own rows in other tenants where a table's
+        policy allows it (their memberships). Commits when the block ends, rolls back when it raises.
         """
         async with self.engine.connect() as connection:
-            await connection.exec_driver_sql(_begin_statement(tenant_id))
+            await connection.exec_driver_sql(_begin_statement(tenant_id, user_id))
             try:
                 yield connection
             except BaseException:
@@ -104,9 +113,9 @@ class Database:
             await connection.exec_driver_sql("COMMIT")
 
     @asynccontextmanager
-    async def session(self, tenant_id: UUID | None) -> AsyncIterator[AsyncSession]:
+    async def session(self, tenant_id: UUID | None, *, user_id: UUID | None = None) -> AsyncIterator[AsyncSession]:
         """An ORM session in one transaction scoped to ``tenant_id``; commits when the block ends."""
-        async with self.transaction(tenant_id) as connection:
+        async with self.transaction(tenant_id, user_id=user_id) as connection:
             session = AsyncSession(
                 bind=connection,
                 expire_on_commit=False,

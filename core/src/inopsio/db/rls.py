@@ -14,6 +14,8 @@ from sqlalchemy.engine import Connection
 
 POLICY_NAME = "tenant_isolation"
 TENANT_SETTING = "inopsio.tenant_id"
+#: Set alongside the tenant when a user may also read their own rows in other tenants.
+USER_SETTING = "inopsio.user_id"
 CURRENT_TENANT_SQL = f"(SELECT NULLIF(current_setting('{TENANT_SETTING}', true), '')::uuid)"
 
 

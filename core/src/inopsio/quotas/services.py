@@ -65,34 +65,49 @@ class QuotaService:
     def limits(self, tenant: TenantInfo) -> dict[str, int | None]:
         return {name: self.limit(tenant, name) for name in self.defaults.__struct_fields__}
 
-    async def count_request(self, tenant: TenantInfo) -> None:
-        """Count one API call; raise 429 when the tenant's per-minute quota is spent.
+    async def count_request(
+        self, tenant: TenantInfo, *, principal: str | None = None, session_id: UUID | None = None
+    ) -> bool:
+        """Count one API call against the tenant's and the caller's per-minute limits (429 when
+        spent), in one Redis round trip that also answers whether ``session_id`` was revoked.
 
-        If Redis is unreachable the request is let through and not counted (logged).
+        If Redis is unreachable the request is let through, not counted, and not revocation-checked
+        (logged): access tokens are short-lived, and an outage must not take the API down.
         """
-        limit = self.limit(tenant, "api_calls_per_minute")
         now = time.time()
         minute = int(now // 60)
-        key = f"{self.ns}:rate:{tenant.id}:{minute}"
+        tenant_key = f"{self.ns}:rate:{tenant.id}:{minute}"
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, 120)
+                pipe.incr(tenant_key)
+                pipe.expire(tenant_key, 120)
                 pipe.hincrby(self.pending_key, f"{tenant.id}|{_today().isoformat()}|api_calls", 1)
-                count, _, _ = await pipe.execute()
+                if principal is not None:
+                    principal_key = f"{self.ns}:rate:{tenant.id}:{principal}:{minute}"
+                    pipe.incr(principal_key)
+                    pipe.expire(principal_key, 120)
+                if session_id is not None:
+                    pipe.exists(f"{self.ns}:revoked-session:{session_id}")
+                results = await pipe.execute()
         except Exception:
             log.warning("quota counter unavailable; request for %s not counted", tenant.slug)
-            return
-        if limit is not None and count > limit:
-            retry_after = max(1, int(60 - now % 60))
-            raise Problem(
-                429,
-                "quota-exceeded",
-                f"This tenant has used its {limit} API calls for this minute; retry in {retry_after} s.",
-                headers={"Retry-After": str(retry_after)},
-                quota="api_calls_per_minute",
-                limit=limit,
-            )
+            return False
+        retry_after = max(1, int(60 - now % 60))
+        checks = [("api_calls_per_minute", results[0], "This tenant has used its {limit} API calls for this minute")]
+        if principal is not None:
+            checks.append(("requests_per_minute_per_user", results[3], "You have made {limit} requests this minute"))
+        for quota, count, message in checks:
+            limit = self.limit(tenant, quota)
+            if limit is not None and count > limit:
+                raise Problem(
+                    429,
+                    "quota-exceeded" if quota == "api_calls_per_minute" else "rate-limited",
+                    message.format(limit=limit) + f"; retry in {retry_after} s.",
+                    headers={"Retry-After": str(retry_after)},
+                    quota=quota,
+                    limit=limit,
+                )
+        return bool(session_id is not None and results[-1])
 
     async def consume_daily(self, tenant: TenantInfo, quota: str, amount: int = 1) -> int:
         """Take ``amount`` from a per-day quota (``workflow_runs_per_day``, ...); 429 if it would exceed.

@@ -14,7 +14,7 @@ from inopsio.tenancy.models import Tenant
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations" / "versions"
 
 
-@get("/api/v1/tenant", tags=["tenant"], summary="The tenant this request is for")
+@get("/api/v1/tenant", tags=["tenant"], summary="The tenant this request is for", opt={"public": True})
 async def current_tenant(tenant: CurrentTenant) -> dict[str, Any]:
     """Public facts about the tenant (name, locale, time zone, currency, branding) for clients and the UI."""
     s = tenant.settings

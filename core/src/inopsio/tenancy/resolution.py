@@ -43,7 +43,11 @@ def check_claim(tenant: TenantInfo | None, claimed_tenant_id: str | None) -> Non
 
 
 class TenantResolutionMiddleware:
-    """ASGI middleware run for each routed request: resolves, checks and counts the tenant."""
+    """ASGI middleware run for each routed request: resolves and checks the tenant.
+
+    Requests are counted against quotas by the authentication step that follows, in the same
+    Redis round trip as the caller's own rate limit.
+    """
 
     def __init__(self, app: ASGIApp, kernel: Kernel) -> None:
         self.app = app
@@ -67,7 +71,7 @@ class TenantResolutionMiddleware:
                 header = value.decode("latin-1").strip().lower()
         from_host = slug_from_host(host, self.base_domain) if host else None
         if from_host and header and from_host != header:
-            await self._refuse(
+            await self.refuse(
                 scope,
                 send,
                 400,
@@ -79,10 +83,10 @@ class TenantResolutionMiddleware:
         if slug:
             tenant = await self.kernel.tenants.directory.get(slug)
             if tenant is None:
-                await self._refuse(scope, send, 404, "tenant-not-found", f"There is no tenant {slug!r}.")
+                await self.refuse(scope, send, 404, "tenant-not-found", f"There is no tenant {slug!r}.")
                 return
             if not tenant.is_active:
-                await self._refuse(
+                await self.refuse(
                     scope,
                     send,
                     403,
@@ -92,18 +96,10 @@ class TenantResolutionMiddleware:
                 )
                 return
             scope.setdefault("state", {})[STATE_KEY] = tenant
-            if scope_type == "http":
-                try:
-                    await self.kernel.quotas.count_request(tenant)
-                except Problem as exc:
-                    await self._refuse(
-                        scope, send, exc.status_code, exc.code, exc.detail, headers=exc.headers, **exc.members
-                    )
-                    return
         await self.app(scope, receive, send)
 
     @staticmethod
-    async def _refuse(
+    async def refuse(
         scope: Scope,
         send: Send,
         status: int,

@@ -28,7 +28,10 @@ from inopsio.tenancy.schemas import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncSession
 
     from inopsio.db.engine import Database
     from inopsio.plugins import PluginRegistry
@@ -66,8 +69,18 @@ class TenantService:
         s = self.settings
         return TenantSettings(locale=s.default_locale, timezone=s.default_timezone, currency=s.default_currency)
 
-    async def create(self, data: TenantCreate, *, demo_data: bool = False) -> TenantInfo:
-        """Create a tenant and let every enabled plugin seed it, all in one transaction."""
+    async def create(
+        self,
+        data: TenantCreate,
+        *,
+        demo_data: bool = False,
+        then: Callable[[AsyncSession, TenantInfo], Awaitable[None]] | None = None,
+    ) -> TenantInfo:
+        """Create a tenant and let every enabled plugin seed it, all in one transaction.
+
+        ``then(session, tenant)`` runs last in the same transaction (e.g. adding the owner) and
+        runs before plugins' demo data, so sample data can refer to the owner.
+        """
         if data.slug in RESERVED_SLUGS:
             raise Problem(
                 422,
@@ -102,6 +115,8 @@ class TenantService:
             info = tenant_info(row)
             disabled = info.settings.disabled_modules
             await call_async(self.plugins.for_modules("on_tenant_created", disabled), tenant=info, session=session)
+            if then is not None:
+                await then(session, info)
             if demo_data:
                 await call_async(self.plugins.for_modules("seed_demo_data", disabled), tenant=info, session=session)
         # Caches may hold the slug as unknown (misses are cached too): the new tenant must be reachable at once.
@@ -229,6 +244,7 @@ class TenantDirectory:
         self.ttl = ttl
         self.channel = channel
         self._entries: OrderedDict[str, tuple[float, TenantInfo | None]] = OrderedDict()
+        self._slugs: dict[UUID, str] = {}
 
     async def get(self, slug: str) -> TenantInfo | None:
         now = time.monotonic()
@@ -238,15 +254,39 @@ class TenantDirectory:
         async with self.db.session(None) as session:
             row = (await session.execute(select(Tenant).where(Tenant.slug == slug))).scalar_one_or_none()
         info = tenant_info(row) if row else None
+        self._remember(slug, info, now)
+        return info
+
+    async def get_by_id(self, tenant_id: UUID) -> TenantInfo | None:
+        """The tenant with this id (from a token's claim), through the same cache."""
+        now = time.monotonic()
+        slug = self._slugs.get(tenant_id)
+        if slug is not None:
+            hit = self._entries.get(slug)
+            if hit is not None and hit[0] > now and hit[1] is not None and hit[1].id == tenant_id:
+                return hit[1]
+        async with self.db.session(None) as session:
+            row = await session.get(Tenant, tenant_id)
+        if row is None:
+            return None
+        info = tenant_info(row)
+        self._remember(info.slug, info, now)
+        return info
+
+    def _remember(self, slug: str, info: TenantInfo | None, now: float) -> None:
         self._entries[slug] = (now + self.ttl, info)
         self._entries.move_to_end(slug)
+        if info is not None:
+            self._slugs[info.id] = slug
         while len(self._entries) > self.MAX_ENTRIES:
-            self._entries.popitem(last=False)
-        return info
+            _, (_, dropped) = self._entries.popitem(last=False)
+            if dropped is not None:
+                self._slugs.pop(dropped.id, None)
 
     def invalidate(self, slug: str | None = None) -> None:
         if slug is None:
             self._entries.clear()
+            self._slugs.clear()
         else:
             self._entries.pop(slug, None)
 

@@ -8,6 +8,7 @@ Fixtures (all talk to real PostgreSQL and Redis: the configured ones, else embed
 - ``inopsio_app`` (session): a started app; ``client``: an async HTTP client on it.
 - ``kernel``: the app's kernel (database, Redis, tenants, quotas).
 - ``make_tenant``: ``await make_tenant()`` creates a tenant with a unique slug.
+- ``sign_in``: ``await sign_in(tenant, role)`` gives headers of a signed-in member of that role.
 - ``operator_headers``: an ``Authorization`` header for the platform operator API.
 
 Async tests and fixtures share one event loop per session (pytest-asyncio).
@@ -130,6 +131,26 @@ def make_tenant(kernel: Any) -> Callable[..., Awaitable[Any]]:
     async def make(slug: str | None = None, name: str = "Test Tenant", **fields: Any) -> Any:
         data = msgspec.convert({"slug": slug or f"t-{secrets.token_hex(5)}", "name": name, **fields}, TenantCreate)
         return await kernel.tenants.create(data)
+
+    return make
+
+
+@pytest.fixture
+def sign_in(kernel: Any, client: Any) -> Callable[..., Awaitable[dict[str, str]]]:
+    """``await sign_in(tenant, role="member")``: headers of a new member signed in to ``tenant``.
+
+    The headers carry ``X-Tenant`` and a bearer access token obtained through the real sign-in API.
+    """
+
+    async def make(tenant: Any, role: str = "owner", email: str | None = None) -> dict[str, str]:
+        email = email or f"{role}-{secrets.token_hex(5)}@example.com"
+        password = f"test passphrase {secrets.token_hex(8)}"
+        await kernel.identity.accounts.create_member(tenant, email, password, role, verified=True)
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": email, "password": password}, headers={"X-Tenant": tenant.slug}
+        )
+        assert response.status_code == 200, response.text
+        return {"X-Tenant": tenant.slug, "Authorization": f"Bearer {response.json()['access_token']}"}
 
     return make
 

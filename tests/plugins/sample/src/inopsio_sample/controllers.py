@@ -30,32 +30,42 @@ def _out(note: Note) -> NoteOut:
     return NoteOut(id=note.id, title=note.title, body=note.body)
 
 
+async def _read_note(db_session: DbSession, note_id: UUID) -> NoteOut:
+    note = (await db_session.execute(select(Note).where(Note.id == note_id))).scalar_one_or_none()
+    if note is None:
+        raise Problem(404, "not-found", "No such note.")
+    return _out(note)
+
+
+@get("/api/v1/sample/public-notes/{note_id:uuid}", opt={"public": True}, tags=["sample"])
+async def get_public_note(db_session: DbSession, note_id: FromPath[UUID]) -> NoteOut:
+    """The same read without authentication: the benchmarks compare the two."""
+    return await _read_note(db_session, note_id)
+
+
 class NoteController(Controller):
     path = "/api/v1/sample/notes"
     tags = ["sample"]
 
-    @post("/")
+    @post("/", opt={"permission": "sample.notes.write"})
     async def create_note(self, db_session: DbSession, data: JSONBody[NoteIn]) -> NoteOut:
         note = Note(title=data.title, body=data.body)
         db_session.add(note)
         await db_session.flush()
         return _out(note)
 
-    @get("/{note_id:uuid}")
+    @get("/{note_id:uuid}", opt={"permission": "sample.notes.read"})
     async def get_note(self, db_session: DbSession, note_id: FromPath[UUID]) -> NoteOut:
-        note = (await db_session.execute(select(Note).where(Note.id == note_id))).scalar_one_or_none()
-        if note is None:
-            raise Problem(404, "not-found", "No such note.")
-        return _out(note)
+        return await _read_note(db_session, note_id)
 
-    @get("/")
+    @get("/", opt={"permission": "sample.notes.read"})
     async def list_notes(
         self, db_session: DbSession, limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20
     ) -> list[NoteOut]:
         rows = (await db_session.execute(select(Note).order_by(Note.id).limit(limit))).scalars()
         return [_out(n) for n in rows]
 
-    @delete("/{note_id:uuid}")
+    @delete("/{note_id:uuid}", opt={"permission": "sample.notes.delete"})
     async def delete_note(self, db_session: DbSession, note_id: FromPath[UUID]) -> None:
         note = (await db_session.execute(select(Note).where(Note.id == note_id))).scalar_one_or_none()
         if note is None:

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from inopsio import hookimpl
-from inopsio_sample.controllers import NoteController
+from inopsio.identity.rbac import Permission
+from inopsio_sample.controllers import NoteController, get_public_note
 from inopsio_sample.models import Note, NoteTag
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "versions"
@@ -26,6 +27,16 @@ def register_migrations(register: Any) -> None:
 @hookimpl
 def register_routes(register: Any) -> None:
     register(NoteController)
+    register(get_public_note)
+
+
+@hookimpl
+def register_permissions(register: Any) -> None:
+    register(
+        Permission(name="sample.notes.read", description="Read notes", roles=("admin", "manager", "member", "viewer"))
+    )
+    register(Permission(name="sample.notes.write", description="Write notes", roles=("admin", "manager", "member")))
+    register(Permission(name="sample.notes.delete", description="Delete notes", roles=("admin", "manager")))
 
 
 @hookimpl

@@ -1,0 +1,1 @@
+"""Identity and access: accounts, passwords, sessions and tokens, 2FA, OIDC, API keys, RBAC, audit."""

@@ -1,0 +1,208 @@
+"""Authenticating each request, and the guard that every route passes.
+
+The middleware runs after tenant resolution. It reads a bearer access token or an API key,
+checks that the credential belongs to the request's tenant (or resolves the tenant from the
+token's claim when the request named none), and in one Redis round trip counts the request
+against the tenant's and the caller's rate limits and asks whether the session was revoked.
+
+The guard then applies each route's ``opt``: ``public`` routes admit anyone; otherwise a member
+is required, and ``permission`` (``<plugin>.<resource>.<action>``) is checked with Casbin.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
+from litestar.types import ASGIApp, Receive, Scope, Send
+from sqlalchemy import select, update
+
+from inopsio.crypto import digest
+from inopsio.db.base import utcnow
+from inopsio.errors import Problem
+from inopsio.identity.models import ApiKey
+from inopsio.identity.principal import PRINCIPAL_KEY, Principal
+from inopsio.tenancy.resolution import STATE_KEY, TENANCY_OPT, TenantResolutionMiddleware, check_claim
+
+if TYPE_CHECKING:
+    from inopsio.kernel import Kernel
+    from inopsio.tenancy.schemas import TenantInfo
+
+API_KEY_PREFIX = "iok_"
+PUBLIC_OPT = "public"
+PERMISSION_OPT = "permission"
+API_KEY_CACHE_SECONDS = 5.0
+
+
+class AuthenticationMiddleware:
+    """Resolves the principal of a tenant request and applies rate limits; see the module doc."""
+
+    def __init__(self, app: ASGIApp, kernel: Kernel) -> None:
+        self.app = app
+        self.kernel = kernel
+        self._api_keys: dict[str, tuple[float, Principal | None]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type: str = scope["type"]
+        handler = scope.get("route_handler")
+        if scope_type not in ("http", "websocket") or (handler is not None and handler.opt.get(TENANCY_OPT) == "none"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._authenticate(scope)
+        except Problem as exc:
+            await TenantResolutionMiddleware.refuse(
+                scope, send, exc.status_code, exc.code, exc.detail, headers=exc.headers, **exc.members
+            )
+            return
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> None:
+        state = scope.setdefault("state", {})
+        tenant: TenantInfo | None = state.get(STATE_KEY)
+        credential = _bearer(scope)
+        principal: Principal | None = None
+        if credential is not None:
+            if credential.startswith(API_KEY_PREFIX):
+                if tenant is None:
+                    raise Problem(
+                        400, "tenant-required", "An API key is used on its tenant's address or with X-Tenant."
+                    )
+                principal = await self._api_key_principal(tenant, credential)
+            else:
+                claims = self.kernel.identity.issuer.verify(credential)
+                if tenant is None:
+                    tenant = await self.kernel.tenants.directory.get_by_id(claims.tid)
+                    if tenant is None or not tenant.is_active:
+                        raise Problem(403, "tenant-unavailable", "The token's tenant does not exist or is suspended.")
+                    state[STATE_KEY] = tenant
+                check_claim(tenant, str(claims.tid))
+                principal = Principal(
+                    kind="user", tenant_id=claims.tid, user_id=claims.sub, session_id=claims.sid, label=str(claims.sub)
+                )
+        if tenant is None:
+            return
+        revoked = await self.kernel.quotas.count_request(
+            tenant,
+            principal=principal.rate_key if principal else None,
+            session_id=principal.session_id if principal else None,
+        )
+        if revoked:
+            raise Problem(
+                401,
+                "session-ended",
+                "This session was ended; sign in again.",
+                headers={"WWW-Authenticate": 'Bearer realm="inopsio", error="invalid_token"'},
+            )
+        if principal is not None:
+            state[PRINCIPAL_KEY] = principal
+
+    async def _api_key_principal(self, tenant: TenantInfo, credential: str) -> Principal:
+        key_digest = digest(credential)
+        now = time.monotonic()
+        cached = self._api_keys.get(key_digest)
+        if cached is None or cached[0] <= now:
+            cached = (now + API_KEY_CACHE_SECONDS, await self._load_api_key(tenant, credential, key_digest))
+            self._api_keys[key_digest] = cached
+            if len(self._api_keys) > 10_000:
+                self._api_keys.clear()
+        principal = cached[1]
+        if principal is None or principal.tenant_id != tenant.id:
+            raise Problem(
+                401,
+                "invalid-api-key",
+                "This API key is unknown, expired or revoked.",
+                headers={"WWW-Authenticate": 'Bearer realm="inopsio", error="invalid_token"'},
+            )
+        return principal
+
+    async def _load_api_key(self, tenant: TenantInfo, credential: str, key_digest: str) -> Principal | None:
+        prefix = credential[len(API_KEY_PREFIX) :].split("_", 1)[0]
+        async with self.kernel.db.session(tenant.id) as session:
+            key = (await session.execute(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
+            if key is None or not hmac.compare_digest(key.key_hash, key_digest):
+                return None
+            if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= utcnow()):
+                return None
+            if key.last_used_at is None or (utcnow() - key.last_used_at).total_seconds() > 60:
+                await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=utcnow()))
+            return Principal(
+                kind="api_key",
+                tenant_id=tenant.id,
+                user_id=key.created_by,
+                api_key_id=key.id,
+                label=key.name,
+                permissions=frozenset(key.permissions),
+            )
+
+    def forget_api_keys(self) -> None:
+        self._api_keys.clear()
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """The guard on every route: public, member, or a named permission (see the module doc)."""
+    opt = handler.opt
+    if opt.get(TENANCY_OPT) == "none" or opt.get(PUBLIC_OPT) or _is_schema(connection):
+        return
+    scope = connection.scope
+    state = scope.get("state", {})
+    principal: Principal | None = state.get(PRINCIPAL_KEY)
+    tenant: TenantInfo | None = state.get(STATE_KEY)
+    if tenant is None:
+        kernel = connection.app.state.kernel
+        raise Problem(
+            400,
+            "tenant-required",
+            f"This endpoint belongs to a tenant: call it on <tenant>.{kernel.settings.base_domain} or send X-Tenant.",
+        )
+    if principal is None:
+        raise Problem(
+            401,
+            "authentication-required",
+            "Sign in, or send an access token or API key.",
+            headers={"WWW-Authenticate": 'Bearer realm="inopsio"'},
+        )
+    permission: str | None = opt.get(PERMISSION_OPT)
+    kernel = connection.app.state.kernel
+    if principal.kind == "api_key":
+        if permission is None or principal.permissions is None or permission not in principal.permissions:
+            raise _forbidden(permission, "This API key is not allowed to do this.")
+        return
+    assert principal.user_id is not None
+    authorizer = kernel.identity.authorizer
+    if authorizer.role_of(principal.user_id, tenant.id) is None:
+        raise Problem(403, "not-a-member", "You are not a member of this tenant.")
+    if permission is not None and not authorizer.allowed(principal.user_id, tenant.id, permission):
+        raise _forbidden(permission, "Your role does not allow this.")
+
+
+def _forbidden(permission: str | None, detail: str) -> Problem:
+    return Problem(403, "forbidden", detail, permission=permission)
+
+
+def require_user(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[Principal, UUID]:
+    """The signed-in user (not an API key) of a request that passed the guard."""
+    principal: Principal | None = connection.scope.get("state", {}).get(PRINCIPAL_KEY)
+    if principal is None or principal.kind != "user" or principal.user_id is None:
+        raise Problem(403, "user-required", "This needs a signed-in user, not an API key.")
+    return principal, principal.user_id
+
+
+def _is_schema(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """The OpenAPI document and its viewer are public and belong to no tenant."""
+    openapi = connection.app.openapi_config
+    return openapi is not None and bool(openapi.path) and connection.scope["path"].startswith(str(openapi.path))
