@@ -135,22 +135,59 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -
     )
 
 
+DEMO_OWNER = "owner@demo.example.com"
+
+
 def _create_demo(settings: Settings, host: str, port: int) -> None:
+    """Create the demo tenant (once) with its owner; give the owner a fresh password each start."""
+    import secrets
+
+    from sqlalchemy import update
+
+    from inopsio.identity.models import User
     from inopsio.platform.auth import create_operator_token
     from inopsio.tenancy.schemas import TenantCreate
 
+    password = "demo-" + secrets.token_urlsafe(12)
+
     async def action(kernel: Any) -> tuple[Any, str]:
+        accounts = kernel.identity.accounts
         tenant = await kernel.tenants.by_slug(DEMO_SLUG)
         if tenant is None:
-            tenant = await kernel.tenants.create(TenantCreate(slug=DEMO_SLUG, name="Demo Company"), demo_data=True)
+
+            async def add_owner(session: Any, info: Any) -> None:
+                from inopsio.identity.models import User as UserModel
+
+                user = UserModel(
+                    email=DEMO_OWNER, name="Demo Owner", password_hash=await accounts.passwords.hash(password)
+                )
+                session.add(user)
+                await session.flush()
+                await accounts.add_member(session, info, user.id, "owner")
+
+            tenant = await kernel.tenants.create(
+                TenantCreate(slug=DEMO_SLUG, name="Demo Company"), demo_data=True, then=add_owner
+            )
+            await kernel.identity.authorizer.changed(tenant.id)
+        else:
+            async with kernel.db.session(tenant.id) as session:
+                await session.execute(
+                    update(User)
+                    .where(User.email == DEMO_OWNER)
+                    .values(password_hash=await accounts.passwords.hash(password))
+                )
         token = await create_operator_token(kernel.db, f"demo-{os.getpid()}")
         return tenant, token
 
     tenant, token = _with_kernel(action)
     base = settings.base_domain
     click.echo(
-        f"Demo tenant {tenant.slug!r}: http://{tenant.slug}.{base}:{port}/api/v1/tenant "
-        f"(or send X-Tenant: {tenant.slug} to http://{host}:{port})"
+        f"Demo tenant {tenant.slug!r} at http://{tenant.slug}.{base}:{port}/ (API clients: X-Tenant: {tenant.slug})"
+    )
+    click.echo(f"  sign in as {DEMO_OWNER} with password {password}")
+    click.echo(
+        f"  e.g. curl -X POST -H 'X-Tenant: {tenant.slug}' -H 'Content-Type: application/json' "
+        f'-d \'{{"email": "{DEMO_OWNER}", "password": "{password}"}}\' http://{host}:{port}/api/v1/auth/login'
     )
     click.echo(f"Platform operator token (shown once): {token}")
 
