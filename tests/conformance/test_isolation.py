@@ -1,3 +1,3 @@
 """Tenant isolation for every tenant-owned table of every installed plugin (see inopsio.testing.conformance)."""
 
-from inopsio.testing.conformance import test_tenant_isolation  # noqa: F401
+from inopsio.testing.conformance import test_every_loaded_tenant_table_is_checked, test_tenant_isolation  # noqa: F401

@@ -51,7 +51,8 @@ def register_migrations(register: Callable[..., None]) -> None:
     """Declare the plugin's alembic branch: ``register(location, branch_label)``.
 
     ``location`` is the folder of the plugin's revision files; its first revision carries
-    ``branch_labels = ("<branch_label>",)`` and ``depends_on = "kernel@head"``'s revision id.
+    ``branch_labels = ("<branch_label>",)`` and ``depends_on`` the kernel revision it builds on
+    (``"kernel_0001"`` or later).
     ``inopsio migrate`` upgrades every head.
     """
 

@@ -159,7 +159,8 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     known_top = set(Settings.__struct_fields__)
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+        # INOPSIO_TEST_* belong to the test suite (e.g. INOPSIO_TEST_DATA_DIR), not to the product.
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG" or key.startswith(ENV_PREFIX + "TEST_"):
             continue
         parts = key[len(ENV_PREFIX) :].lower().split(ENV_NESTING)
         if parts[0] not in known_top:
