@@ -13,8 +13,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from litestar import Litestar, Request, Router
 from litestar.config.compression import CompressionConfig
-from litestar.datastructures import ResponseHeader
 from litestar.connection import ASGIConnection
+from litestar.datastructures import ResponseHeader
 from litestar.di import Provide
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware import DefineMiddleware

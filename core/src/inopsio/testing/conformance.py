@@ -205,7 +205,8 @@ def loaded_tenant_tables(kernel: Any) -> set[str]:
     """Tenant-owned tables of the plugins the running app actually loaded."""
     from inopsio.app import collect_models
 
-    return {m.__table__.name for _, m in collect_models(kernel.plugins) if m.__table__.info.get(TENANT_SCOPED)}
+    tables = (getattr(model, "__table__", None) for _, model in collect_models(kernel.plugins))
+    return {t.name for t in tables if t is not None and t.info.get(TENANT_SCOPED)}
 
 
 async def test_tenant_isolation(kernel: Any, make_tenant: Any, inopsio_tenant_table: str) -> None:
