@@ -144,10 +144,14 @@ async def check_isolation(db: Any, table_name: str, tenant_a: uuid.UUID, tenant_
     """Every way tenant B could reach tenant A's row of ``table_name``; returns what got through."""
     table = Base.metadata.tables[table_name]
     problems: list[str] = []
-    async with db.transaction(tenant_a) as conn:
-        row_a = await _insert_row(conn, table, tenant_a)
-    async with db.transaction(tenant_b) as conn:
-        row_b = await _insert_row(conn, table, tenant_b)
+    try:
+        async with db.transaction(tenant_a) as conn:
+            row_a = await _insert_row(conn, table, tenant_a)
+        async with db.transaction(tenant_b) as conn:
+            row_b = await _insert_row(conn, table, tenant_b)
+    except DBAPIError as exc:
+        # RLS enabled without a tenant policy denies everything, the tenant's own rows included.
+        return [f"a tenant cannot write its own rows (is the tenant policy missing?): {exc.orig}"]
 
     reads = {
         "B can read A's row by its key": select(func.count()).select_from(table).where(_pk_match(table, row_a)),
