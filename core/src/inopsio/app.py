@@ -33,7 +33,9 @@ from inopsio.errors import EXCEPTION_HANDLERS, Problem
 from inopsio.identity.authentication import AuthenticationMiddleware, access_guard
 from inopsio.identity.rbac import Permission
 from inopsio.identity.services import Identity
+from inopsio.jobs import JobQueue, collect_jobs, run_worker
 from inopsio.kernel import Kernel
+from inopsio.mail.service import MailService
 from inopsio.plugins import KERNEL, PluginError, PluginRegistry, build_plugin_manager, call_async
 from inopsio.quotas.services import QuotaService
 from inopsio.settings import Settings, load_settings
@@ -155,6 +157,8 @@ def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
     tenants = TenantService(db, redis, registry, settings)
     quotas = QuotaService(db, redis, settings.quotas, settings.redis_namespace)
     kernel = Kernel(settings=settings, plugins=registry, db=db, redis=redis, tenants=tenants, quotas=quotas)
+    kernel.jobs = JobQueue(settings, redis.connection_pool, collect_jobs(registry, settings))
+    kernel.mail = MailService(settings, kernel.jobs)
 
     def validate_check(plugin: str, item: Any) -> None:
         if not (isinstance(item, tuple) and len(item[0]) == 2 and callable(item[0][1])):
@@ -206,6 +210,9 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     await kernel.identity.authorizer.load_all()
     kernel.tasks.append(asyncio.create_task(kernel.identity.authorizer.follow_changes()))
     await call_async(kernel.plugins.hook.on_startup, kernel=kernel)
+    if kernel.settings.run_worker_in_process:
+        # Cancelled with the other tasks at shutdown: running jobs get a grace period, then are re-queued.
+        kernel.tasks.append(asyncio.create_task(run_worker(kernel)))
     try:
         yield
     finally:

@@ -217,17 +217,26 @@ def migrate(downgrade_to: str | None, show_heads: bool) -> None:
 
 
 @main.command()
-def worker() -> None:
-    """Run the background duties of the kernel (usage flushing) until stopped."""
+@click.option("--burst", is_flag=True, help="Run the queued jobs, then exit (no cron jobs).")
+def worker(burst: bool) -> None:
+    """Run background jobs (every plugin's, and the kernel's cron jobs such as usage flushing).
+
+    Run as many as needed, on any machines that reach the same PostgreSQL and Redis. SIGTERM lets
+    running jobs finish for a few seconds, then re-queues them.
+    """
+    from inopsio.jobs import drain, run_worker
     from inopsio.kernel import Kernel
 
     async def action(kernel: Kernel) -> None:
-        click.echo("worker running; Ctrl+C to stop")
-        while True:
-            await kernel.quotas.flush()
-            await asyncio.sleep(kernel.settings.usage_flush_seconds)
+        names = ", ".join(sorted(kernel.jobs.definitions))
+        if burst:
+            outcome = await drain(kernel, max_seconds=24 * 3600)
+            click.echo(f"{outcome.complete} job(s) done, {outcome.failed} failed, {outcome.retried} retried")
+            return
+        click.echo(f"worker running jobs {names}; Ctrl+C to stop")
+        await run_worker(kernel, handle_signals=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         _with_kernel(action)
 
 

@@ -61,8 +61,15 @@ def ensure_services(settings: Settings) -> Settings:
         database_url = start_postgres(settings.data_dir)
         os.environ["INOPSIO_DATABASE_URL"] = database_url
         log.info("embedded PostgreSQL at %s", database_url)
+    run_worker_in_process = settings.run_worker_in_process
     if not redis_url:
         redis_url = start_redis(settings.data_dir)
         os.environ["INOPSIO_REDIS_URL"] = redis_url
         log.info("embedded Redis at %s", redis_url)
-    return msgspec.structs.replace(settings, database_url=database_url, redis_url=redis_url)
+        if run_worker_in_process is None:
+            # Nobody runs `inopsio worker` beside an embedded Redis: the web process runs the jobs.
+            run_worker_in_process = True
+            os.environ["INOPSIO_RUN_WORKER_IN_PROCESS"] = "true"
+    return msgspec.structs.replace(
+        settings, database_url=database_url, redis_url=redis_url, run_worker_in_process=run_worker_in_process
+    )

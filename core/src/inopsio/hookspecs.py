@@ -77,6 +77,24 @@ def register_health_checks(register: Callable[[str, Callable[[Kernel], Any]], No
 
 
 @hookspec
+def register_jobs(register: Callable[..., None], settings: Settings) -> None:
+    """Add background jobs (arq): ``register(function, name=..., max_tries=5, timeout=300, retry_delay=10)``.
+
+    Called once when the kernel is built, by the web app and by ``inopsio worker``. ``function`` is
+    ``async def job(ctx, **kwargs)``; ``name`` is ``<plugin>.<job>``. Queue one with
+    ``await kernel.jobs.enqueue(name, tenant_id=..., **kwargs)`` (plain-data arguments; ``_job_id``
+    for idempotency, ``_defer_by`` to delay). The job runs with ``ctx["kernel"]``, ``ctx["tenant_id"]``,
+    ``ctx["tenant"]`` and ``ctx["db_session"]()`` (a transaction scoped to that tenant). Any exception
+    retries it after ``retry_delay`` seconds, doubling each time, until ``max_tries``; a try longer than
+    ``timeout`` seconds is cancelled and counts as a failure; ``inopsio.jobs.PermanentJobError`` fails it
+    at once. Jobs run at least once: make them idempotent.
+
+    ``cron={"minute": {0, 30}}`` (arq's fields: month, day, weekday, hour, minute, second,
+    run_at_startup) makes it a scheduled platform job (no tenant), run once per time by any worker.
+    """
+
+
+@hookspec
 def register_cli_commands(register: Callable[[Any], None]) -> None:
     """Add ``click`` commands or groups to the ``inopsio`` command line."""
 

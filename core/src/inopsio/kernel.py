@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 
     from inopsio.db.engine import Database
     from inopsio.identity.services import Identity
+    from inopsio.jobs.queue import JobQueue
+    from inopsio.mail.service import MailService
     from inopsio.plugins import PluginRegistry
     from inopsio.quotas.services import QuotaService
     from inopsio.settings import Settings
@@ -41,6 +43,10 @@ class Kernel:
         self.quotas = quotas
         #: Accounts, tokens and RBAC; set by the app factory once the plugins' permissions are known.
         self.identity: Identity = None  # type: ignore[assignment]
+        #: Background jobs (arq): ``await kernel.jobs.enqueue(name, tenant_id=..., **kwargs)``.
+        self.jobs: JobQueue = None  # type: ignore[assignment]
+        #: Outgoing mail: ``await kernel.mail.send(tenant, to=..., template=..., context={...})``.
+        self.mail: MailService = None  # type: ignore[assignment]
         #: (plugin, name, async check(kernel)) for /health/ready.
         self.health_checks: list[tuple[str, str, Callable[[Kernel], Any]]] = []
         #: Background tasks of this process (cache invalidation, usage flushing), cancelled on shutdown.

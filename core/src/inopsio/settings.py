@@ -96,6 +96,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     smtp_password: str | None = None
     smtp_starttls: bool = True
     mail_from: str = "Inopsio <no-reply@localhost>"
+    #: Run a job worker inside each web process. Empty: yes when the embedded services are used
+    #: (no Redis URL given), so ``inopsio serve`` alone runs everything; else run ``inopsio worker``.
+    run_worker_in_process: bool | None = None
     #: Where users reach the web app, for links in mail; ``{tenant}`` is replaced by the slug.
     public_url: str = "http://{tenant}.localhost:8000"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -10,6 +10,10 @@ Fixtures (all talk to real PostgreSQL and Redis: the configured ones, else embed
 - ``make_tenant``: ``await make_tenant()`` creates a tenant with a unique slug.
 - ``sign_in``: ``await sign_in(tenant, role)`` gives headers of a signed-in member of that role.
 - ``operator_headers``: an ``Authorization`` header for the platform operator API.
+- ``run_jobs``: ``await run_jobs()`` runs every queued job (and the retries it schedules) with a
+  real arq worker in the tests' loop, until the queue is empty.
+- ``smtp_sink``: the real SMTP server (aiosmtpd) the test app sends mail to, emptied for each test;
+  ``smtp_sink.to(address)`` gives the parsed messages.
 
 Async tests and fixtures share one event loop per session (pytest-asyncio).
 """
@@ -19,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
@@ -27,6 +31,9 @@ import pytest_asyncio
 
 from inopsio.settings import Settings, load_settings
 from inopsio.testing.services import redis_url, scratch_database, server_url
+
+if TYPE_CHECKING:
+    from inopsio.testing.smtp import SmtpSink
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +55,22 @@ def inopsio_database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def inopsio_settings(inopsio_database_url: str, inopsio_plugins: list[str] | None) -> Settings:
+def inopsio_smtp_server() -> Iterator[SmtpSink]:
+    """The session's SMTP server; the test settings point the app at it before the app starts."""
+    from inopsio.testing.smtp import SmtpSink  # aiosmtpd: the ``testing`` extra of inopsio-core
+
+    sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture(scope="session")
+def inopsio_settings(
+    inopsio_database_url: str, inopsio_plugins: list[str] | None, inopsio_smtp_server: SmtpSink
+) -> Settings:
     return load_settings(
         {},
         environment="test",
@@ -58,6 +80,10 @@ def inopsio_settings(inopsio_database_url: str, inopsio_plugins: list[str] | Non
         plugins=inopsio_plugins,
         tenant_cache_seconds=0.0,
         usage_flush_seconds=3600.0,
+        smtp_host=inopsio_smtp_server.host,
+        smtp_port=inopsio_smtp_server.port,
+        smtp_starttls=False,
+        run_worker_in_process=False,
     )
 
 
@@ -161,6 +187,23 @@ async def operator_headers(kernel: Any) -> dict[str, str]:
 
     token = await create_operator_token(kernel.db, f"test-{secrets.token_hex(3)}")
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def smtp_sink(inopsio_smtp_server: SmtpSink) -> SmtpSink:
+    inopsio_smtp_server.clear()
+    return inopsio_smtp_server
+
+
+@pytest.fixture
+def run_jobs(kernel: Any) -> Callable[..., Awaitable[Any]]:
+    """``await run_jobs(max_seconds=60)``: drain the job queue; returns counts (complete, failed, retried)."""
+    from inopsio.jobs import drain
+
+    async def run(max_seconds: float = 60.0) -> Any:
+        return await drain(kernel, max_seconds=max_seconds)
+
+    return run
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from inopsio import hookimpl
 from inopsio.identity.rbac import Permission
 from inopsio_sample.controllers import NoteController, get_public_note
+from inopsio_sample.jobs import report_scope
 from inopsio_sample.models import Note, NoteTag
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "versions"
@@ -28,6 +29,12 @@ def register_migrations(register: Any) -> None:
 def register_routes(register: Any) -> None:
     register(NoteController)
     register(get_public_note)
+
+
+@hookimpl
+def register_jobs(register: Any) -> None:
+    # Short delays and timeout so the tests of retries and timeouts run in about a second.
+    register(report_scope, name="sample.report_scope", max_tries=3, timeout=1.0, retry_delay=0.2)
 
 
 @hookimpl

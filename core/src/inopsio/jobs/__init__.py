@@ -1,0 +1,18 @@
+"""Background jobs on arq: plugins register functions and cron jobs, ``kernel.jobs.enqueue`` queues them,
+and a worker built from the same registry runs each one in its tenant's scope, with retries and timeouts."""
+
+from inopsio.jobs.definitions import JobContext, JobDefinition, PermanentJobError, collect_jobs
+from inopsio.jobs.queue import JobQueue
+from inopsio.jobs.worker import DrainResult, build_worker, drain, run_worker
+
+__all__ = [
+    "DrainResult",
+    "JobContext",
+    "JobDefinition",
+    "JobQueue",
+    "PermanentJobError",
+    "build_worker",
+    "collect_jobs",
+    "drain",
+    "run_worker",
+]
