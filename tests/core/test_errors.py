@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 import pytest_asyncio
 from litestar import get, post
+from litestar.params import JSONBody
 from litestar.testing import AsyncTestClient
 
 from inopsio import hookimpl
@@ -25,8 +26,10 @@ def assert_problem(response: Any, status: int, code: str | None = None) -> dict[
     body = response.json()
     assert {"type", "title", "status", "detail"} <= set(body), body
     assert body["status"] == status
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
     if code is not None:
         assert body["type"] == f"urn:inopsio:problem:{code}", body
     return body
@@ -49,7 +52,7 @@ class FaultyPlugin:
 
     @staticmethod
     @post("/api/v1/faulty/echo", opt={"tenancy": "none"})
-    async def echo(data: dict[str, Any]) -> dict[str, Any]:
+    async def echo(data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
         return data
 
     @hookimpl
@@ -160,7 +163,7 @@ async def test_body_within_the_limit_is_accepted(faulty_client: Any) -> None:
 
 async def test_exception_in_a_handler_answers_500_problem_without_its_details(faulty_client: Any) -> None:
     response = await faulty_client.get("/api/v1/faulty/crash")
-    body = assert_problem(response, 500, "internal-error")
+    assert_problem(response, 500, "internal-error")
     assert "secret detail" not in response.text
     assert "hunter2" not in response.text
     assert "Traceback" not in response.text
@@ -170,7 +173,8 @@ async def test_exception_in_a_handler_answers_500_problem_without_its_details(fa
 
 async def test_internal_error_gives_the_client_a_request_id_to_quote(faulty_client: Any) -> None:
     body = (await faulty_client.get("/api/v1/faulty/crash")).json()
-    assert isinstance(body.get("request_id"), str) and body["request_id"]
+    assert isinstance(body.get("request_id"), str)
+    assert body["request_id"]
     again = (await faulty_client.get("/api/v1/faulty/crash")).json()
     assert again["request_id"] != body["request_id"]
 

@@ -24,11 +24,20 @@ def _ident(name: str) -> str:
 
 def ensure_app_role(connection: Connection, role: str, password: str | None, metadata: MetaData) -> None:
     """Create the role if missing, strip any power it must not have, and grant table privileges."""
-    exists = connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
+    powers = connection.execute(
+        text(
+            "SELECT rolcanlogin, rolsuper, rolbypassrls, rolcreatedb, rolcreaterole, rolreplication "
+            "FROM pg_roles WHERE rolname = :r"
+        ),
+        {"r": role},
+    ).first()
     r = _ident(role)
-    if not exists:
+    if powers is None:
         connection.execute(text(f"CREATE ROLE {r} LOGIN"))
-    connection.execute(text(f"ALTER ROLE {r} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"))
+    # The role is shared by every database on the server: rewrite it only when it is wrong, or two
+    # databases migrating at once collide on its row ("tuple concurrently updated").
+    if powers is None or tuple(powers) != (True, False, False, False, False, False):
+        connection.execute(text(f"ALTER ROLE {r} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"))
     if password:
         connection.execute(text(f"ALTER ROLE {r} PASSWORD " + _literal(connection, password)))
     database = connection.execute(text("SELECT current_database()")).scalar_one()
