@@ -209,6 +209,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     )
     await kernel.identity.authorizer.load_all()
     kernel.tasks.append(asyncio.create_task(kernel.identity.authorizer.follow_changes()))
+    kernel.tasks.append(asyncio.create_task(kernel.identity.api_keys.follow_revocations()))
     await call_async(kernel.plugins.hook.on_startup, kernel=kernel)
     if kernel.settings.run_worker_in_process:
         # Cancelled with the other tasks at shutdown: running jobs get a grace period, then are re-queued.

@@ -44,7 +44,8 @@ class AuthenticationMiddleware:
     def __init__(self, app: ASGIApp, kernel: Kernel) -> None:
         self.app = app
         self.kernel = kernel
-        self._api_keys: dict[str, tuple[float, Principal | None]] = {}
+        # One cache per process, not per route: revocations announced on Redis drop keys from it.
+        self._api_keys = kernel.identity.api_keys.cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type: str = scope["type"]
@@ -103,11 +104,14 @@ class AuthenticationMiddleware:
 
     async def _api_key_principal(self, tenant: TenantInfo, credential: str) -> Principal:
         key_digest = digest(credential)
+        # Per tenant: a key sent to the wrong tenant must not poison the cache for its own.
+        cache_key = api_key_cache_key(tenant.id, key_digest)
         now = time.monotonic()
-        cached = self._api_keys.get(key_digest)
+        cached = self._api_keys.get(cache_key)
         if cached is None or cached[0] <= now:
-            cached = (now + API_KEY_CACHE_SECONDS, await self._load_api_key(tenant, credential, key_digest))
-            self._api_keys[key_digest] = cached
+            principal, valid_for = await self._load_api_key(tenant, credential, key_digest)
+            cached = (now + min(API_KEY_CACHE_SECONDS, valid_for), principal)
+            self._api_keys[cache_key] = cached
             if len(self._api_keys) > 10_000:
                 self._api_keys.clear()
         principal = cached[1]
@@ -120,16 +124,20 @@ class AuthenticationMiddleware:
             )
         return principal
 
-    async def _load_api_key(self, tenant: TenantInfo, credential: str, key_digest: str) -> Principal | None:
+    async def _load_api_key(
+        self, tenant: TenantInfo, credential: str, key_digest: str
+    ) -> tuple[Principal | None, float]:
+        """The key's principal (``None``: refused), and for how many seconds that answer holds at most."""
         prefix = credential[len(API_KEY_PREFIX) :].split("_", 1)[0]
         async with self.kernel.db.session(tenant.id) as session:
             key = (await session.execute(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
             if key is None or not hmac.compare_digest(key.key_hash, key_digest):
-                return None
+                return None, API_KEY_CACHE_SECONDS
             if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= utcnow()):
-                return None
+                return None, API_KEY_CACHE_SECONDS
             if key.last_used_at is None or (utcnow() - key.last_used_at).total_seconds() > 60:
                 await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=utcnow()))
+            valid_for = (key.expires_at - utcnow()).total_seconds() if key.expires_at else API_KEY_CACHE_SECONDS
             return Principal(
                 kind="api_key",
                 tenant_id=tenant.id,
@@ -137,10 +145,14 @@ class AuthenticationMiddleware:
                 api_key_id=key.id,
                 label=key.name,
                 permissions=frozenset(key.permissions),
-            )
+            ), valid_for
 
     def forget_api_keys(self) -> None:
         self._api_keys.clear()
+
+
+def api_key_cache_key(tenant_id: UUID, key_digest: str) -> str:
+    return f"{tenant_id}:{key_digest}"
 
 
 def _bearer(scope: Scope) -> str | None:

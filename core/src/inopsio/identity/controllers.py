@@ -15,6 +15,7 @@ from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.errors import Problem
 from inopsio.identity import audit
 from inopsio.identity.authentication import PERMISSION_OPT, PUBLIC_OPT, require_user
+from inopsio.identity.emailed_tokens import send_email_verification
 from inopsio.identity.models import CustomRole, Membership, User
 from inopsio.identity.rbac import BUILTIN_ROLES, ROLE_NAME_RE
 from inopsio.identity.services import ClientInfo, TokenPair
@@ -144,6 +145,7 @@ class AuthController(Controller):
             TenantCreate(slug=data.tenant_slug, name=data.tenant_name),
             client_of(request),
         )
+        await send_email_verification(kernel, tenant, user)
         return SignupOut(user_id=user.id, email=user.email, tenant=tenant)
 
     @post("/login", status_code=200, opt={PUBLIC_OPT: True})

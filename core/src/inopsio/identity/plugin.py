@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from inopsio import hookimpl
-from inopsio.identity import controllers, models
+from inopsio.identity import controllers, invitations, models, recovery
 from inopsio.identity.rbac import Permission
 
 KERNEL_PERMISSIONS = (
@@ -54,6 +54,9 @@ def register_routes(register: Any) -> None:
     register(controllers.MembersController)
     register(controllers.RolesController)
     register(controllers.list_permissions)
+    register(recovery.RecoveryController)
+    register(invitations.InvitationsController)
+    register(invitations.accept_invitation)
 
 
 @hookimpl

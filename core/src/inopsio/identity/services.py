@@ -21,6 +21,7 @@ from inopsio.crypto import KeyRing, SecretBox, digest, master_secret, new_token
 from inopsio.db.base import utcnow
 from inopsio.errors import Problem
 from inopsio.identity import audit
+from inopsio.identity.api_keys import ApiKeyService
 from inopsio.identity.models import AuthSession, Membership, RefreshToken, User
 from inopsio.identity.passwords import Passwords
 from inopsio.identity.rbac import Authorizer, Permission
@@ -412,3 +413,4 @@ class Identity:
         self.issuer = TokenIssuer(self.keys, settings.access_token_seconds)
         self.authorizer = Authorizer(db, redis, permissions, settings.redis_namespace)
         self.accounts = AccountService(settings, db, redis, tenants, quotas, self.authorizer, self.issuer)
+        self.api_keys = ApiKeyService(db, redis, self.authorizer, settings.redis_namespace)

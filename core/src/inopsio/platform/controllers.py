@@ -17,6 +17,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from inopsio.deps import KernelDep
 from inopsio.errors import Problem
+from inopsio.identity import audit as tenant_audit
 from inopsio.kernel import Kernel
 from inopsio.platform.auth import operator_guard
 from inopsio.tenancy.resolution import TENANCY_OPT
@@ -54,12 +55,25 @@ class UsageView(msgspec.Struct, kw_only=True):
     limits: dict[str, int | None]
 
 
-def _audit(request: Request[Any, Any, Any], action: str, tenant: TenantInfo, **details: Any) -> None:
+async def _audit(request: Request[Any, Any, Any], action: str, tenant: TenantInfo, **details: Any) -> None:
+    """Log the operator's action, and record it in the tenant's own audit log for its admins to see."""
+    operator = request.scope.get("state", {}).get("operator")
+    kernel: Kernel = request.app.state.kernel
+    async with kernel.db.session(tenant.id) as session:
+        await tenant_audit.record(
+            session,
+            tenant.id,
+            action,
+            actor_label=f"platform operator {operator}",
+            ip=request.client.host if request.client else "",
+            user_agent=request.headers.get("user-agent", ""),
+            **details,
+        )
     audit.info(
         "platform %s",
         action,
         extra={
-            "operator": request.scope.get("state", {}).get("operator"),
+            "operator": operator,
             "action": action,
             "tenant": tenant.slug,
             "tenant_id": str(tenant.id),
@@ -80,7 +94,7 @@ class PlatformController(Controller):
     ) -> TenantInfo:
         """Create a tenant; every enabled plugin seeds its defaults in the same transaction."""
         tenant = await kernel.tenants.create(data)
-        _audit(request, "tenant.created", tenant)
+        await _audit(request, "tenant.created", tenant)
         return tenant
 
     @get("/tenants")
@@ -113,7 +127,7 @@ class PlatformController(Controller):
     ) -> TenantInfo:
         """Refuse every request of the tenant with a 403 problem document; its data stays."""
         tenant = await kernel.tenants.suspend(tenant_id, data.reason if data else None)
-        _audit(request, "tenant.suspended", tenant, reason=tenant.suspended_reason)
+        await _audit(request, "tenant.suspended", tenant, reason=tenant.suspended_reason)
         return tenant
 
     @post("/tenants/{tenant_id:uuid}/resume", status_code=200)
@@ -121,7 +135,7 @@ class PlatformController(Controller):
         self, request: Request[Any, Any, Any], kernel: KernelDep, tenant_id: FromPath[UUID]
     ) -> TenantInfo:
         tenant = await kernel.tenants.resume(tenant_id)
-        _audit(request, "tenant.resumed", tenant)
+        await _audit(request, "tenant.resumed", tenant)
         return tenant
 
     @patch("/tenants/{tenant_id:uuid}/settings")
@@ -133,7 +147,7 @@ class PlatformController(Controller):
         data: JSONBody[TenantSettingsPatch],
     ) -> TenantInfo:
         tenant = await kernel.tenants.update_settings(tenant_id, data)
-        _audit(request, "tenant.settings_changed", tenant, fields=sorted(msgspec.to_builtins(data)))
+        await _audit(request, "tenant.settings_changed", tenant, fields=sorted(msgspec.to_builtins(data)))
         return tenant
 
     @get("/tenants/{tenant_id:uuid}/quotas")
@@ -151,7 +165,7 @@ class PlatformController(Controller):
     ) -> QuotaView:
         """Replace the tenant's overrides: quotas not named fall back to the platform default."""
         tenant = await kernel.tenants.set_quotas(tenant_id, data, replace=True)
-        _audit(request, "tenant.quotas_changed", tenant, overrides=data)
+        await _audit(request, "tenant.quotas_changed", tenant, overrides=data)
         return self._quota_view(kernel, tenant)
 
     @patch("/tenants/{tenant_id:uuid}/quotas")
@@ -164,7 +178,7 @@ class PlatformController(Controller):
     ) -> QuotaView:
         """Change some overrides, keep the others (``null`` means unlimited)."""
         tenant = await kernel.tenants.set_quotas(tenant_id, data)
-        _audit(request, "tenant.quotas_changed", tenant, overrides=data)
+        await _audit(request, "tenant.quotas_changed", tenant, overrides=data)
         return self._quota_view(kernel, tenant)
 
     @get("/tenants/{tenant_id:uuid}/usage")

@@ -1,0 +1,95 @@
+"""Single-use, expiring tokens sent by mail (e-mail verification, password reset), and the links to them.
+
+Only a digest of a token is stored. Spending one is a single conditional UPDATE, so two requests
+racing with the same token cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+from uuid import UUID
+
+from sqlalchemy import update
+
+from inopsio.crypto import digest, new_token
+from inopsio.db.base import utcnow
+from inopsio.errors import Problem
+from inopsio.identity.models import UserToken
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from inopsio.identity.models import User
+    from inopsio.kernel import Kernel
+    from inopsio.tenancy.schemas import TenantInfo
+
+VERIFY_EMAIL = "verify_email"
+RESET_PASSWORD = "reset_password"  # noqa: S105 (a token purpose, not a secret)
+VERIFY_EMAIL_LIFETIME = dt.timedelta(hours=48)
+RESET_PASSWORD_LIFETIME = dt.timedelta(hours=1)
+TOKEN_PREFIX = "iot_"  # noqa: S105 (the prefix of mailed tokens, not a secret)
+
+
+def invalid_token() -> Problem:
+    return Problem(400, "invalid-token", "This link is not valid: it was already used, has expired or never existed.")
+
+
+def tenant_link(kernel: Kernel, tenant: TenantInfo, path: str, token: str) -> str:
+    """``{public_url}{path}?token=...`` on the tenant's own address."""
+    base = kernel.settings.public_url.replace("{tenant}", tenant.slug).rstrip("/")
+    return f"{base}{path}?{urlencode({'token': token})}"
+
+
+async def issue(session: AsyncSession, user_id: UUID, purpose: str, lifetime: dt.timedelta) -> str:
+    """A new token for ``user_id``; earlier unspent tokens of the same purpose stop working."""
+    now = utcnow()
+    await session.execute(
+        update(UserToken)
+        .where(UserToken.user_id == user_id, UserToken.purpose == purpose, UserToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    token = new_token(TOKEN_PREFIX)
+    session.add(UserToken(user_id=user_id, purpose=purpose, token_hash=digest(token), expires_at=now + lifetime))
+    await session.flush()
+    return token
+
+
+async def spend(session: AsyncSession, token: str, purpose: str) -> UUID:
+    """Mark the token used and return its user, or raise 400 invalid-token (spent, expired, unknown)."""
+    now = utcnow()
+    user_id = (
+        await session.execute(
+            update(UserToken)
+            .where(
+                UserToken.token_hash == digest(token),
+                UserToken.purpose == purpose,
+                UserToken.used_at.is_(None),
+                UserToken.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(UserToken.user_id)
+        )
+    ).scalar_one_or_none()
+    if user_id is None:
+        raise invalid_token()
+    return user_id
+
+
+async def send_email_verification(kernel: Kernel, tenant: TenantInfo, user: User) -> None:
+    """Mail a verification link to a user whose address is not verified yet."""
+    if user.email_verified_at is not None:
+        return
+    async with kernel.db.session(tenant.id) as session:
+        token = await issue(session, user.id, VERIFY_EMAIL, VERIFY_EMAIL_LIFETIME)
+    await kernel.mail.send(
+        tenant,
+        to=user.email,
+        template="verify_email",
+        context={
+            "link": tenant_link(kernel, tenant, "/verify-email", token),
+            "user_name": user.name,
+            "expires_hours": int(VERIFY_EMAIL_LIFETIME.total_seconds() // 3600),
+        },
+    )
