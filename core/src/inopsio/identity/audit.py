@@ -38,6 +38,7 @@ KERNEL_ACTIONS = (
     "tenant.resumed",
     "tenant.settings_changed",
     "oidc.configured",
+    "oidc.removed",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from inopsio import hookimpl
-from inopsio.identity import controllers, invitations, models, recovery
+from inopsio.identity import controllers, invitations, models, oidc_controllers, recovery
 from inopsio.identity.rbac import Permission
 
 KERNEL_PERMISSIONS = (
@@ -54,6 +54,8 @@ def register_routes(register: Any) -> None:
     register(controllers.MembersController)
     register(controllers.RolesController)
     register(controllers.list_permissions)
+    register(oidc_controllers.OidcProvidersController)
+    register(oidc_controllers.OidcSignInController)
     register(recovery.RecoveryController)
     register(invitations.InvitationsController)
     register(invitations.accept_invitation)
