@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from inopsio import hookimpl
-from inopsio.identity import controllers, invitations, models, oidc_controllers, recovery
+from inopsio.identity import admin_controllers, controllers, invitations, models, oidc_controllers, recovery
 from inopsio.identity.rbac import Permission
 
 KERNEL_PERMISSIONS = (
@@ -54,6 +54,9 @@ def register_routes(register: Any) -> None:
     register(controllers.MembersController)
     register(controllers.RolesController)
     register(controllers.list_permissions)
+    register(admin_controllers.ApiKeysController)
+    register(admin_controllers.AuditController)
+    register(admin_controllers.TenantSettingsController)
     register(oidc_controllers.OidcProvidersController)
     register(oidc_controllers.OidcSignInController)
     register(recovery.RecoveryController)
