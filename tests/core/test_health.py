@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import pytest
 import pytest_asyncio
 from litestar.testing import AsyncTestClient
 
@@ -16,6 +17,8 @@ from inopsio.errors import PROBLEM_MEDIA_TYPE
 from inopsio.settings import Settings
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+#: The kernel's Redis client gives up on a read after this many seconds (inopsio.app.build_kernel).
+REDIS_SOCKET_TIMEOUT = 5
 
 
 class SwitchableCheckPlugin:
@@ -139,3 +142,20 @@ async def test_plugin_health_check_that_hangs_makes_ready_answer_503_within_seco
         checked.hanging = False
     assert response.status_code == 503
     assert "no answer within" in response.json()["checks"]["queue"]["error"]
+
+
+@pytest.mark.slow
+async def test_tenant_change_feed_stays_subscribed_through_a_quiet_spell_longer_than_the_redis_socket_timeout(
+    kernel: Any,
+) -> None:
+    channel = kernel.tenants.channel
+
+    async def subscribers() -> int:
+        return int(dict(await kernel.redis.pubsub_numsub(channel))[channel.encode()])
+
+    seen = []
+    for _ in range(int((REDIS_SOCKET_TIMEOUT + 2) / 0.25)):
+        seen.append(await subscribers())
+        await asyncio.sleep(0.25)
+    assert min(seen) >= 1
+    assert min(seen) == max(seen), f"the feed dropped and came back: {seen}"

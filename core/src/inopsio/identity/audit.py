@@ -24,6 +24,7 @@ KERNEL_ACTIONS = (
     "auth.totp.enabled",
     "auth.totp.disabled",
     "auth.recovery_code.used",
+    "auth.recovery_codes.regenerated",
     "member.invited",
     "member.joined",
     "member.role_changed",

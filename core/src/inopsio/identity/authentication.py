@@ -36,6 +36,9 @@ API_KEY_PREFIX = "iok_"
 PUBLIC_OPT = "public"
 PERMISSION_OPT = "permission"
 API_KEY_CACHE_SECONDS = 5.0
+#: What a user without 2FA may still reach in a tenant that requires it: enough to enrol.
+ENROLMENT_PATHS = frozenset({"/api/v1/me", "/api/v1/auth/logout", "/api/v1/auth/web-logout"})
+ENROLMENT_PREFIX = "/api/v1/me/totp"
 
 
 class AuthenticationMiddleware:
@@ -83,7 +86,12 @@ class AuthenticationMiddleware:
                     state[STATE_KEY] = tenant
                 check_claim(tenant, str(claims.tid))
                 principal = Principal(
-                    kind="user", tenant_id=claims.tid, user_id=claims.sub, session_id=claims.sid, label=str(claims.sub)
+                    kind="user",
+                    tenant_id=claims.tid,
+                    user_id=claims.sub,
+                    session_id=claims.sid,
+                    label=str(claims.sub),
+                    mfa=claims.mfa,
                 )
         if tenant is None:
             return
@@ -198,6 +206,13 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     authorizer = kernel.identity.authorizer
     if authorizer.role_of(principal.user_id, tenant.id) is None:
         raise Problem(403, "not-a-member", "You are not a member of this tenant.")
+    if tenant.settings.require_2fa and not principal.mfa and not _is_enrolment(connection):
+        raise Problem(
+            403,
+            "totp-enrolment-required",
+            "This tenant requires two-factor authentication: set it up through /api/v1/me/totp, "
+            "then refresh your token.",
+        )
     if permission is not None and not authorizer.allowed(principal.user_id, tenant.id, permission):
         raise _forbidden(permission, "Your role does not allow this.")
 
@@ -212,6 +227,11 @@ def require_user(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[Princi
     if principal is None or principal.kind != "user" or principal.user_id is None:
         raise Problem(403, "user-required", "This needs a signed-in user, not an API key.")
     return principal, principal.user_id
+
+
+def _is_enrolment(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    path = connection.scope["path"].rstrip("/")
+    return path in ENROLMENT_PATHS or path == ENROLMENT_PREFIX or path.startswith(ENROLMENT_PREFIX + "/")
 
 
 def _is_schema(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:

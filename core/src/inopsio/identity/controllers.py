@@ -152,8 +152,14 @@ class AuthController(Controller):
     async def login(
         self, request: Request[Any, Any, Any], kernel: KernelDep, tenant: CurrentTenant, data: JSONBody[LoginIn]
     ) -> TokenPair:
-        """Sign in to this tenant: an access token (short-lived) and a refresh token (single-use)."""
-        return await kernel.identity.accounts.login(tenant, data.email, data.password, client_of(request))
+        """Sign in to this tenant: an access token (short-lived) and a refresh token (single-use).
+
+        With two-factor authentication on, also send ``totp_code`` (or a ``recovery_code``).
+        """
+        client = client_of(request)
+        return await kernel.identity.accounts.login(
+            tenant, data.email, data.password, client, second_factor=second_factor_of(kernel, tenant, data, client)
+        )
 
     @post("/refresh", status_code=200, opt={PUBLIC_OPT: True})
     async def refresh(
@@ -169,6 +175,13 @@ class AuthController(Controller):
         await kernel.identity.accounts.revoke_sessions(tenant.id, [principal.session_id], "signed out")
         async with kernel.db.session(tenant.id) as session:
             await audit.record(session, tenant.id, "auth.signout", actor_id=user_id, **_client_fields(request))
+
+
+def second_factor_of(kernel: KernelDep, tenant: TenantInfo, data: LoginIn, client: ClientInfo) -> Any:
+    """The second-factor check of a sign-in (API or web), run by ``AccountService.sign_in``."""
+    return kernel.identity.totp.second_factor(
+        tenant, data.email, client, totp_code=data.totp_code, recovery_code=data.recovery_code
+    )
 
 
 def _client_fields(request: Request[Any, Any, Any]) -> dict[str, str]:

@@ -20,6 +20,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     api_key_id: UUID | None = None
     #: For API keys: exactly what the key may do. For users: ``None`` (ask RBAC).
     permissions: frozenset[str] | None = None
+    #: For users: signed in with a second factor (see the tenant setting ``require_2fa``).
+    mfa: bool = False
 
     @property
     def rate_key(self) -> str:

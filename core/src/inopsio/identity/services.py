@@ -27,6 +27,7 @@ from inopsio.identity.passwords import Passwords
 from inopsio.identity.rbac import Authorizer, Permission
 from inopsio.identity.throttle import LoginThrottle
 from inopsio.identity.tokens import TokenIssuer
+from inopsio.identity.totp import TotpService
 from inopsio.tenancy.schemas import TenantCreate, TenantInfo
 
 if TYPE_CHECKING:
@@ -244,7 +245,9 @@ class AccountService:
         refresh = new_token(REFRESH_PREFIX)
         session.add(RefreshToken(session_id=auth_session.id, token_hash=digest(refresh)))
         role = self.authorizer.role_of(user_id, tenant_id) or ""
-        access, lifetime = self.issuer.issue(user_id, tenant_id, auth_session.id, role)
+        # Login has checked the second factor of a user with 2FA; one who enrolled since gets it here.
+        totp_on = await session.scalar(select(User.totp_enabled_at).where(User.id == user_id))
+        access, lifetime = self.issuer.issue(user_id, tenant_id, auth_session.id, role, mfa=totp_on is not None)
         return TokenPair(access_token=access, refresh_token=refresh, expires_in=lifetime)
 
     async def refresh(self, tenant: TenantInfo, refresh_token: str, client: ClientInfo) -> TokenPair:
@@ -413,4 +416,5 @@ class Identity:
         self.issuer = TokenIssuer(self.keys, settings.access_token_seconds)
         self.authorizer = Authorizer(db, redis, permissions, settings.redis_namespace)
         self.accounts = AccountService(settings, db, redis, tenants, quotas, self.authorizer, self.issuer)
+        self.totp = TotpService(db, self.box, self.accounts.passwords, self.accounts.throttle)
         self.api_keys = ApiKeyService(db, redis, self.authorizer, settings.redis_namespace)

@@ -23,6 +23,8 @@ class AccessClaims(msgspec.Struct, frozen=True):
     exp: int
     iat: int
     role: str = ""
+    #: The user has two-factor authentication (and passed it at sign-in).
+    mfa: bool = False
 
 
 def _invalid(detail: str) -> Problem:
@@ -39,7 +41,9 @@ class TokenIssuer:
         self.keys = keys
         self.lifetime = lifetime_seconds
 
-    def issue(self, user_id: UUID, tenant_id: UUID, session_id: UUID, role: str) -> tuple[str, int]:
+    def issue(
+        self, user_id: UUID, tenant_id: UUID, session_id: UUID, role: str, *, mfa: bool = False
+    ) -> tuple[str, int]:
         now = int(time.time())
         claims = {
             "iss": ISSUER,
@@ -47,6 +51,7 @@ class TokenIssuer:
             "tid": str(tenant_id),
             "sid": str(session_id),
             "role": role,
+            "mfa": mfa,
             "iat": now,
             "exp": now + self.lifetime,
         }

@@ -73,6 +73,8 @@ class TenantSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     branding: Branding = msgspec.field(default_factory=Branding)
     #: Installed modules this tenant has switched off (their routes answer 404, hooks skip them).
     disabled_modules: list[str] = msgspec.field(default_factory=list)
+    #: Members without two-factor authentication may only enrol until they do.
+    require_2fa: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -106,6 +108,7 @@ class TenantSettingsPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     currency: str | msgspec.UnsetType = msgspec.UNSET
     branding: Branding | msgspec.UnsetType = msgspec.UNSET
     disabled_modules: list[str] | msgspec.UnsetType = msgspec.UNSET
+    require_2fa: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class TenantInfo(msgspec.Struct, frozen=True, kw_only=True):

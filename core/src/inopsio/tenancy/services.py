@@ -294,13 +294,17 @@ class TenantDirectory:
         """Follow change announcements until cancelled; reconnects when Redis comes back."""
         while True:
             try:
-                pubsub = redis.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(self.channel)
-                # Anything may have changed while we were not listening.
-                self.invalidate()
-                async for message in pubsub.listen():
-                    data = message.get("data")
-                    self.invalidate(data.decode() if isinstance(data, bytes) else str(data))
+                async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    # Anything may have changed while we were not listening.
+                    self.invalidate()
+                    while True:
+                        # Not pubsub.listen(): its blocking read ends with the client's socket_timeout
+                        # after a few quiet seconds, dropping the feed and every cached tenant with it.
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if message is not None:
+                            data = message.get("data")
+                            self.invalidate(data.decode() if isinstance(data, bytes) else str(data))
             except asyncio.CancelledError:
                 raise
             except Exception:
