@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from inopsio import hookimpl
-from inopsio.identity import admin_controllers, controllers, invitations, models, oidc_controllers, recovery
+from inopsio.identity import (
+    admin_controllers,
+    controllers,
+    invitations,
+    models,
+    oidc_controllers,
+    recovery,
+    totp_controllers,
+)
 from inopsio.identity.rbac import Permission
 
 KERNEL_PERMISSIONS = (
@@ -51,6 +59,7 @@ def register_models(register: Any) -> None:
 def register_routes(register: Any) -> None:
     register(controllers.AuthController)
     register(controllers.MeController)
+    register(totp_controllers.TotpController)
     register(controllers.MembersController)
     register(controllers.RolesController)
     register(controllers.list_permissions)
