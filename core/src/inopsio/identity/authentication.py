@@ -1,7 +1,8 @@
 """Authenticating each request, and the guard that every route passes.
 
-The middleware runs after tenant resolution. It reads a bearer access token or an API key,
-checks that the credential belongs to the request's tenant (or resolves the tenant from the
+The middleware runs after tenant resolution. It reads a bearer access token or an API key (or,
+without an Authorization header, the web session cookie: see ``web_session``, which also checks
+CSRF), checks that the credential belongs to the request's tenant (or resolves the tenant from the
 token's claim when the request named none), and in one Redis round trip counts the request
 against the tenant's and the caller's rate limits and asks whether the session was revoked.
 
@@ -93,6 +94,11 @@ class AuthenticationMiddleware:
                     label=str(claims.sub),
                     mfa=claims.mfa,
                 )
+        if credential is None and tenant is not None:
+            # No Authorization header: a browser's session cookie, if any (CSRF is checked there).
+            handler = scope.get("route_handler")
+            public = bool(handler is not None and handler.opt.get(PUBLIC_OPT))
+            principal = await self.kernel.identity.web_sessions.authenticate(scope, tenant, public=public)
         if tenant is None:
             return
         revoked = await self.kernel.quotas.count_request(

@@ -89,6 +89,8 @@ class AuthSession(Base):
     revoked_reason: Mapped[str | None] = mapped_column(String(100))
     user_agent: Mapped[str] = mapped_column(String(300), default="")
     ip: Mapped[str] = mapped_column(String(64), default="")
+    #: Web sessions: SHA-256 of the session cookie's secret (the cookie itself is never stored).
+    secret_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class RefreshToken(Base):

@@ -13,6 +13,7 @@ from inopsio.identity import (
     oidc_controllers,
     recovery,
     totp_controllers,
+    web_session_controllers,
 )
 from inopsio.identity.rbac import Permission
 
@@ -58,6 +59,7 @@ def register_models(register: Any) -> None:
 @hookimpl
 def register_routes(register: Any) -> None:
     register(controllers.AuthController)
+    register(web_session_controllers.WebSessionController)
     register(controllers.MeController)
     register(totp_controllers.TotpController)
     register(controllers.MembersController)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -28,9 +28,12 @@ from inopsio.identity.rbac import Authorizer, Permission
 from inopsio.identity.throttle import LoginThrottle
 from inopsio.identity.tokens import TokenIssuer
 from inopsio.identity.totp import TotpService
+from inopsio.identity.web_session import WebSessions
 from inopsio.tenancy.schemas import TenantCreate, TenantInfo
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("inopsio.identity")
 REFRESH_PREFIX = "ior_"
+#: What a sign-in opens: an API session (a token pair) or a web session (a cookie).
+OpenedT = TypeVar("OpenedT")
 
 
 class TokenPair(msgspec.Struct, kw_only=True):
@@ -176,7 +181,21 @@ class AccountService:
     async def login(
         self, tenant: TenantInfo, email: str, password: str, client: ClientInfo, *, second_factor: Any = None
     ) -> TokenPair:
-        """Check the password (and second factor) of a member of ``tenant`` and open a session.
+        """Sign in for the API: a session with an access and a refresh token (see :meth:`sign_in`)."""
+        return await self.sign_in(tenant, email, password, client, self._open_session, second_factor=second_factor)
+
+    async def sign_in(
+        self,
+        tenant: TenantInfo,
+        email: str,
+        password: str,
+        client: ClientInfo,
+        open_session: Callable[[AsyncSession, User, TenantInfo, ClientInfo], Awaitable[OpenedT]],
+        *,
+        second_factor: Any = None,
+    ) -> OpenedT:
+        """Check the password (and second factor) of a member of ``tenant`` and open a session with
+        ``open_session`` (API tokens, or the web session cookie), in the transaction that audits it.
 
         Every failure gives the same answer, whether the address exists or not.
         """
@@ -205,7 +224,7 @@ class AccountService:
         async with self.db.session(tenant.id) as session:
             if new_hash:
                 await session.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))
-            pair = await self._open_session(session, user, tenant, client)
+            pair = await open_session(session, user, tenant, client)
             await audit.record(
                 session,
                 tenant.id,
@@ -418,3 +437,4 @@ class Identity:
         self.accounts = AccountService(settings, db, redis, tenants, quotas, self.authorizer, self.issuer)
         self.totp = TotpService(db, self.box, self.accounts.passwords, self.accounts.throttle)
         self.api_keys = ApiKeyService(db, redis, self.authorizer, settings.redis_namespace)
+        self.web_sessions = WebSessions(settings, db, master)
