@@ -30,6 +30,8 @@ from inopsio.db.roles import app_url_from_owner_url, check_app_role
 from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.embedded import ensure_services
 from inopsio.errors import EXCEPTION_HANDLERS, Problem
+from inopsio.events.bus import EventBus
+from inopsio.events.schemas import EventHandler, EventType
 from inopsio.identity.authentication import AuthenticationMiddleware, access_guard
 from inopsio.identity.rbac import Permission
 from inopsio.identity.services import Identity
@@ -167,7 +169,47 @@ def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
     for plugin, ((name, check), _) in registry.collect("register_health_checks", validate_check):
         kernel.health_checks.append((plugin, str(name), check))
     kernel.identity = Identity(settings, db, redis, tenants, quotas, collect_permissions(registry))
+    kernel.events = EventBus(db, redis, registry, settings.redis_namespace, *collect_events(registry))
     return kernel
+
+
+def collect_events(registry: PluginRegistry) -> tuple[list[EventType], list[EventHandler]]:
+    """Declared event types and handlers; each named after its plugin (``crm.deal.won``)."""
+    types: dict[str, EventType] = {}
+
+    def validate_type(plugin: str, item: Any) -> None:
+        if not isinstance(item, EventType):
+            raise ValueError("register() takes an inopsio.events.schemas.EventType")
+        namespace = KERNEL if registry.infos[plugin].is_kernel else plugin
+        if not item.name.startswith(namespace + "."):
+            raise ValueError(f"event type {item.name!r} must start with {namespace + '.'!r}")
+        if item.name in types:
+            raise ValueError(f"event type {item.name!r} is declared twice")
+        types[item.name] = item
+
+    registry.collect("register_event_types", validate_type)
+    handlers: list[EventHandler] = []
+
+    def validate_handler(plugin: str, item: Any) -> None:
+        args, kwargs = item if isinstance(item, tuple) else ((item,), {})
+        if len(args) != 2 or not isinstance(args[0], str) or not callable(args[1]):
+            raise ValueError("register(event_type_or_pattern, async_function, name=..., max_attempts=...)")
+        namespace = registry.module_of(plugin)
+        name = str(kwargs.get("name") or f"{namespace}.{getattr(args[1], '__name__', 'handler')}")
+        if any(h.name == name for h in handlers):
+            raise ValueError(f"event handler {name!r} is registered twice")
+        handlers.append(
+            EventHandler(
+                name=name,
+                pattern=args[0],
+                function=args[1],
+                plugin=namespace,
+                max_attempts=int(kwargs.get("max_attempts", 8)),
+            )
+        )
+
+    registry.collect("register_event_handlers", validate_handler)
+    return list(types.values()), handlers
 
 
 def collect_permissions(registry: PluginRegistry) -> list[Permission]:
@@ -211,6 +253,8 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     kernel.tasks.append(asyncio.create_task(kernel.identity.authorizer.follow_changes()))
     kernel.tasks.append(asyncio.create_task(kernel.identity.api_keys.follow_revocations()))
     await call_async(kernel.plugins.hook.on_startup, kernel=kernel)
+    if kernel.settings.dispatch_events:
+        kernel.tasks.append(asyncio.create_task(kernel.events.run(kernel)))
     if kernel.settings.run_worker_in_process:
         # Cancelled with the other tasks at shutdown: running jobs get a grace period, then are re-queued.
         kernel.tasks.append(asyncio.create_task(run_worker(kernel)))

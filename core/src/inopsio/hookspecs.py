@@ -69,6 +69,29 @@ def register_permissions(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def register_event_types(register: Callable[[Any], None]) -> None:
+    """Declare event types: ``register(EventType(name=..., description=..., payload=SomeStruct))``.
+
+    Names are ``<plugin>.<thing>.<happened>`` (``crm.deal.stage_changed``); ``payload`` is the
+    msgspec Struct the event's ``data`` follows (its JSON Schema is in ``GET /api/v1/events/catalog``
+    and ``docs/events.md``). Publish with ``await kernel.events.publish(session, name, data)``.
+    """
+
+
+@hookspec
+def register_event_handlers(register: Callable[..., None]) -> None:
+    """Handle events: ``register("crm.deal.won", handler, name="erp.invoice_from_deal", max_attempts=8)``.
+
+    ``handler(event, ctx)`` is async; ``ctx`` has ``kernel``, ``tenant_id`` and ``session`` (a
+    transaction in the event's tenant that also records the delivery, so the handler's database
+    effects happen once). The first argument is an exact type, a prefix like ``"crm.deal.*"`` or
+    ``"*"``; a plugin may handle other plugins' events by name without importing them. Delivery is
+    at least once; failures retry with backoff and park after ``max_attempts``. Only plugins the
+    event's tenant has enabled are called.
+    """
+
+
+@hookspec
 def register_health_checks(register: Callable[[str, Callable[[Kernel], Any]], None]) -> None:
     """Add readiness checks: ``register(name, check)``, ``check`` an async callable taking the kernel.
 

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from inopsio.db.engine import Database
+    from inopsio.events.bus import EventBus
     from inopsio.identity.services import Identity
     from inopsio.jobs.queue import JobQueue
     from inopsio.mail.service import MailService
@@ -43,6 +44,8 @@ class Kernel:
         self.quotas = quotas
         #: Accounts, tokens and RBAC; set by the app factory once the plugins' permissions are known.
         self.identity: Identity = None  # type: ignore[assignment]
+        #: Publishing and dispatching domain events; set by the app factory.
+        self.events: EventBus = None  # type: ignore[assignment]
         #: Background jobs (arq): ``await kernel.jobs.enqueue(name, tenant_id=..., **kwargs)``.
         self.jobs: JobQueue = None  # type: ignore[assignment]
         #: Outgoing mail: ``await kernel.mail.send(tenant, to=..., template=..., context={...})``.

@@ -25,6 +25,7 @@ ENTRY_POINT_GROUP = "inopsio"
 KERNEL_PLUGINS = (
     "inopsio.tenancy.plugin",
     "inopsio.identity.plugin",
+    "inopsio.events.plugin",
     "inopsio.mail.plugin",
     "inopsio.quotas.plugin",
     "inopsio.platform.plugin",

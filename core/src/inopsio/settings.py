@@ -101,6 +101,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     run_worker_in_process: bool | None = None
     #: Where users reach the web app, for links in mail; ``{tenant}`` is replaced by the slug.
     public_url: str = "http://{tenant}.localhost:8000"
+    #: Run the event dispatcher in this process (every web process and worker, by default).
+    dispatch_events: bool = True
+    #: Days the event log (activity feed) keeps events.
+    event_retention_days: int = 90
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Trace every hook call to the log (like datasette's ``DATASETTE_TRACE_PLUGINS``).
     trace_hooks: bool = False

@@ -9,6 +9,7 @@ Fixtures (all talk to real PostgreSQL and Redis: the configured ones, else embed
 - ``kernel``: the app's kernel (database, Redis, tenants, quotas).
 - ``make_tenant``: ``await make_tenant()`` creates a tenant with a unique slug.
 - ``sign_in``: ``await sign_in(tenant, role)`` gives headers of a signed-in member of that role.
+- ``drain_events``: ``await drain_events()`` delivers pending events (no background dispatcher in tests).
 - ``operator_headers``: an ``Authorization`` header for the platform operator API.
 - ``run_jobs``: ``await run_jobs()`` runs every queued job (and the retries it schedules) with a
   real arq worker in the tests' loop, until the queue is empty.
@@ -80,6 +81,8 @@ def inopsio_settings(
         plugins=inopsio_plugins,
         tenant_cache_seconds=0.0,
         usage_flush_seconds=3600.0,
+        # Tests deliver events deterministically with ``drain_events``.
+        dispatch_events=False,
         smtp_host=inopsio_smtp_server.host,
         smtp_port=inopsio_smtp_server.port,
         smtp_starttls=False,
@@ -159,6 +162,19 @@ def make_tenant(kernel: Any) -> Callable[..., Awaitable[Any]]:
         return await kernel.tenants.create(data)
 
     return make
+
+
+@pytest.fixture
+def drain_events(kernel: Any) -> Callable[[], Awaitable[int]]:
+    """``await drain_events()``: deliver every pending event due now; returns how many were handled."""
+
+    async def drain() -> int:
+        total = 0
+        while handled := await kernel.events.dispatch_once(kernel):
+            total += handled
+        return total
+
+    return drain
 
 
 @pytest.fixture

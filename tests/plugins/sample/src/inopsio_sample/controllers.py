@@ -10,7 +10,7 @@ from litestar import Controller, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy import select
 
-from inopsio.deps import DbSession
+from inopsio.deps import DbSession, KernelDep
 from inopsio.errors import Problem
 from inopsio_sample.models import Note
 
@@ -18,6 +18,13 @@ from inopsio_sample.models import Note
 class NoteIn(msgspec.Struct, forbid_unknown_fields=True):
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     body: Annotated[str, msgspec.Meta(max_length=100_000)] = ""
+
+
+class NoteCreated(msgspec.Struct):
+    """Data of the ``sample.note.created`` event."""
+
+    note_id: UUID
+    title: str
 
 
 class NoteOut(msgspec.Struct):
@@ -48,10 +55,11 @@ class NoteController(Controller):
     tags = ["sample"]
 
     @post("/", opt={"permission": "sample.notes.write"})
-    async def create_note(self, db_session: DbSession, data: JSONBody[NoteIn]) -> NoteOut:
+    async def create_note(self, kernel: KernelDep, db_session: DbSession, data: JSONBody[NoteIn]) -> NoteOut:
         note = Note(title=data.title, body=data.body)
         db_session.add(note)
         await db_session.flush()
+        await kernel.events.publish(db_session, "sample.note.created", NoteCreated(note_id=note.id, title=note.title))
         return _out(note)
 
     @get("/{note_id:uuid}", opt={"permission": "sample.notes.read"})

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from inopsio import hookimpl
+from inopsio.events.schemas import DomainEvent, EventType
 from inopsio.identity.rbac import Permission
-from inopsio_sample.controllers import NoteController, get_public_note
+from inopsio_sample.controllers import NoteController, NoteCreated, get_public_note
 from inopsio_sample.jobs import report_scope
 from inopsio_sample.models import Note, NoteTag
 
@@ -51,3 +52,18 @@ async def on_tenant_created(tenant: Any, session: Any) -> None:
     from inopsio_sample.models import Note
 
     session.add(Note(tenant_id=tenant.id, title="Welcome", body=f"First note of {tenant.name}"))
+
+
+@hookimpl
+def register_event_types(register: Any) -> None:
+    register(EventType(name="sample.note.created", description="A note was written", payload=NoteCreated))
+
+
+async def tag_new_note(event: DomainEvent, ctx: dict[str, Any]) -> None:
+    """Tag each new note "new": a database effect that must happen once per event."""
+    ctx["session"].add(NoteTag(note_id=event.data["note_id"], tag="new"))
+
+
+@hookimpl
+def register_event_handlers(register: Any) -> None:
+    register("sample.note.created", tag_new_note, name="sample.tag_new_note")

@@ -1,0 +1,328 @@
+"""Publishing events and delivering them: the transactional outbox and its dispatcher.
+
+``await kernel.events.publish(session, "crm.deal.won", {...}, actor=...)`` writes the event in the
+caller's transaction, so it exists exactly when the change does, and asks PostgreSQL to NOTIFY at
+commit. Every process runs a dispatcher that wakes on that notification (or polls every second as
+the safety net), claims pending events with ``FOR UPDATE SKIP LOCKED`` and a lease (a process that
+dies mid-delivery leaves them to be claimed again), fans each event out to the tenant's real-time
+channel on Redis, and runs the matching handlers of the plugins the tenant has enabled. A handler
+runs in a tenant-scoped transaction that also records its delivery as done, so its database effects
+happen once however often the event is delivered; a failing handler is retried with backoff and
+parked after its last attempt, where an admin can see and replay it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+import psycopg
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+
+from inopsio.db.base import new_id, utcnow
+from inopsio.events.models import Delivery, EventRecord, PendingEvent
+from inopsio.events.schemas import DomainEvent, EventHandler, EventType
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from inopsio.db.engine import Database
+    from inopsio.kernel import Kernel
+    from inopsio.plugins import PluginRegistry
+
+log = logging.getLogger("inopsio.events")
+LEASE_SECONDS = 30
+POLL_SECONDS = 1.0
+BATCH = 200
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+def notify_channel(namespace: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", namespace.lower()) + "_events"
+
+
+def realtime_channel(namespace: str, tenant_id: UUID | str) -> str:
+    """The Redis channel carrying one tenant's events to its WebSocket subscribers."""
+    return f"{namespace}:events:{tenant_id}"
+
+
+def backoff_seconds(attempts: int) -> float:
+    """2 s, 4 s, 8 s, ... capped at an hour."""
+    return float(min(2.0**attempts, MAX_BACKOFF_SECONDS))
+
+
+def event_of(record: EventRecord) -> DomainEvent:
+    return DomainEvent(
+        id=record.id,
+        type=record.type,
+        tenant_id=record.tenant_id,
+        actor=record.actor,
+        occurred_at=record.occurred_at,
+        data=dict(record.data),
+    )
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+class EventBus:
+    """One process's publisher and dispatcher."""
+
+    def __init__(
+        self,
+        db: Database,
+        redis: Redis,
+        registry: PluginRegistry,
+        namespace: str,
+        types: Iterable[EventType],
+        handlers: Iterable[EventHandler],
+    ) -> None:
+        self.db = db
+        self.redis = redis
+        self.registry = registry
+        self.namespace = namespace
+        self.types: dict[str, EventType] = {t.name: t for t in types}
+        self.handlers: list[EventHandler] = list(handlers)
+        self.channel = notify_channel(namespace)
+        self._wake = asyncio.Event()
+        self.delivered = 0
+        #: Seconds from an event's commit to its dispatch, last batch (for metrics).
+        self.last_lag = 0.0
+
+    # -- publishing ----------------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        session: AsyncSession,
+        event_type: str,
+        data: dict[str, Any] | msgspec.Struct,
+        *,
+        tenant_id: UUID | None = None,
+        actor: str | None = None,
+    ) -> DomainEvent:
+        """Record an event in ``session``'s transaction (scoped to its tenant); delivered after commit."""
+        declared = self.types.get(event_type)
+        if declared is None:
+            raise UnknownEventType(f"event type {event_type!r} is not declared by any loaded plugin")
+        if isinstance(data, msgspec.Struct):
+            payload: dict[str, Any] = msgspec.to_builtins(data)
+        else:
+            payload = data
+            if declared.payload is not None:
+                # Validate against the declared schema, store JSON-ready builtins.
+                payload = msgspec.to_builtins(msgspec.convert(data, declared.payload, strict=False))
+        tenant = tenant_id or session.info.get("tenant_id")
+        if tenant is None:
+            raise ValueError("publish needs a tenant: use a tenant-scoped session or pass tenant_id")
+        event = DomainEvent(
+            id=new_id(), type=event_type, tenant_id=tenant, actor=actor, occurred_at=utcnow(), data=payload
+        )
+        session.add(
+            EventRecord(
+                id=event.id, tenant_id=tenant, type=event_type, actor=actor, occurred_at=event.occurred_at, data=payload
+            )
+        )
+        session.add(PendingEvent(event_id=event.id, tenant_id=tenant, available_at=event.occurred_at))
+        await session.execute(
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": self.channel, "payload": str(event.id)}
+        )
+        return event
+
+    async def emit(
+        self, tenant_id: UUID, event_type: str, data: dict[str, Any] | msgspec.Struct, *, actor: str | None = None
+    ) -> DomainEvent:
+        """Publish in a transaction of its own (when there is no change to commit it with)."""
+        async with self.db.session(tenant_id) as session:
+            return await self.publish(session, event_type, data, actor=actor)
+
+    # -- dispatching ---------------------------------------------------------------------------------
+
+    async def run(self, kernel: Kernel) -> None:
+        """Dispatch until cancelled: woken by NOTIFY, polling as the safety net."""
+        listener = asyncio.create_task(self._listen())
+        try:
+            while True:
+                try:
+                    while await self.dispatch_once(kernel):
+                        pass
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning("event dispatch failed; retrying", exc_info=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                self._wake.clear()
+        finally:
+            listener.cancel()
+
+    async def _listen(self) -> None:
+        """LISTEN on a dedicated connection; reconnects when the database comes back."""
+        url = self.db.app_url.replace("postgresql+psycopg://", "postgresql://")
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+                    await connection.execute(f"LISTEN {self.channel}")
+                    self._wake.set()
+                    async for _ in connection.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("event notifications lost; polling until they return")
+                await asyncio.sleep(POLL_SECONDS)
+
+    async def claim(self, limit: int = BATCH) -> list[tuple[UUID, UUID, int]]:
+        async with self.db.transaction(None) as connection:
+            rows = await connection.execute(
+                text(
+                    """
+                    UPDATE event_pending SET available_at = now() + make_interval(secs => :lease), claims = claims + 1
+                    WHERE event_id IN (
+                        SELECT event_id FROM event_pending WHERE available_at <= now()
+                        ORDER BY available_at, event_id LIMIT :limit FOR UPDATE SKIP LOCKED
+                    )
+                    RETURNING event_id, tenant_id, claims
+                    """
+                ),
+                {"lease": LEASE_SECONDS, "limit": limit},
+            )
+            return [(r.event_id, r.tenant_id, r.claims) for r in rows]
+
+    async def dispatch_once(self, kernel: Kernel) -> int:
+        """Claim and deliver one batch; returns how many events it handled."""
+        claimed = await self.claim()
+        by_tenant: dict[UUID, list[tuple[UUID, int]]] = defaultdict(list)
+        for event_id, tenant_id, claims in claimed:
+            by_tenant[tenant_id].append((event_id, claims))
+        for tenant_id, items in by_tenant.items():
+            await self._deliver_tenant(kernel, tenant_id, items)
+        return len(claimed)
+
+    async def _deliver_tenant(self, kernel: Kernel, tenant_id: UUID, items: list[tuple[UUID, int]]) -> None:
+        tenant = await kernel.tenants.directory.get_by_id(tenant_id)
+        ids = [event_id for event_id, _ in items]
+        async with self.db.session(tenant_id) as session:
+            records = (await session.execute(select(EventRecord).where(EventRecord.id.in_(ids)))).scalars().all()
+            deliveries = (await session.execute(select(Delivery).where(Delivery.event_id.in_(ids)))).scalars().all()
+        events = {r.id: event_of(r) for r in records}
+        state: dict[tuple[UUID, str], Delivery] = {(d.event_id, d.handler): d for d in deliveries}
+        disabled = set(tenant.settings.disabled_modules) if tenant else set()
+        first_claims = {event_id for event_id, claims in items if claims == 1}
+        now = time.time()
+        for event_id in ids:
+            event = events.get(event_id)
+            if event is None:  # the tenant (and its events) is gone
+                await self._finish(event_id, None)
+                continue
+            self.last_lag = max(0.0, now - event.occurred_at.timestamp())
+            if event_id in first_claims or not any(state.get((event_id, h.name)) for h in self.handlers):
+                await self._fan_out(event)
+            next_attempt: dt.datetime | None = None
+            for handler in self.handlers:
+                if not handler.matches(event.type) or handler.plugin in disabled:
+                    continue
+                delivery = state.get((event_id, handler.name))
+                if delivery is not None and delivery.status in ("done", "parked"):
+                    continue
+                if delivery is not None and delivery.next_attempt_at and delivery.next_attempt_at > utcnow():
+                    next_attempt = min(filter(None, (next_attempt, delivery.next_attempt_at)))
+                    continue
+                retry_at = await self._run_handler(kernel, handler, event, delivery)
+                if retry_at is not None:
+                    next_attempt = min(filter(None, (next_attempt, retry_at)))
+            await self._finish(event_id, next_attempt)
+            self.delivered += 1
+
+    async def _fan_out(self, event: DomainEvent) -> None:
+        try:
+            await self.redis.publish(realtime_channel(self.namespace, event.tenant_id), msgspec.json.encode(event))
+        except Exception:
+            log.warning("real-time fan-out of %s failed (Redis unavailable?)", event.id)
+
+    async def _run_handler(
+        self, kernel: Kernel, handler: EventHandler, event: DomainEvent, delivery: Delivery | None
+    ) -> dt.datetime | None:
+        """Run one handler; returns when to try again, or None when done or parked."""
+        attempts = (delivery.attempts if delivery else 0) + 1
+        try:
+            async with self.db.session(event.tenant_id) as session:
+                await handler.function(event, {"kernel": kernel, "session": session, "tenant_id": event.tenant_id})
+                await self._record(session, event, handler, "done", attempts, None, None)
+            return None
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            parked = attempts >= handler.max_attempts
+            retry_at = None if parked else utcnow() + dt.timedelta(seconds=backoff_seconds(attempts))
+            log.warning(
+                "handler %s failed on %s (attempt %s)%s: %s",
+                handler.name,
+                event.id,
+                attempts,
+                "; parked" if parked else "",
+                error,
+            )
+            async with self.db.session(event.tenant_id) as session:
+                await self._record(
+                    session, event, handler, "parked" if parked else "retrying", attempts, error, retry_at
+                )
+            return retry_at
+
+    @staticmethod
+    async def _record(
+        session: AsyncSession,
+        event: DomainEvent,
+        handler: EventHandler,
+        status: str,
+        attempts: int,
+        error: str | None,
+        next_attempt_at: dt.datetime | None,
+    ) -> None:
+        values = {
+            "status": status,
+            "attempts": attempts,
+            "last_error": error,
+            "next_attempt_at": next_attempt_at,
+            "updated_at": utcnow(),
+        }
+        stmt = insert(Delivery).values(tenant_id=event.tenant_id, event_id=event.id, handler=handler.name, **values)
+        await session.execute(
+            stmt.on_conflict_do_update(index_elements=["tenant_id", "event_id", "handler"], set_=values)
+        )
+
+    async def _finish(self, event_id: UUID, next_attempt: dt.datetime | None) -> None:
+        async with self.db.session(None) as session:
+            if next_attempt is None:
+                await session.execute(delete(PendingEvent).where(PendingEvent.event_id == event_id))
+            else:
+                await session.execute(
+                    update(PendingEvent).where(PendingEvent.event_id == event_id).values(available_at=next_attempt)
+                )
+
+    async def replay(self, tenant_id: UUID, event_id: UUID, handler: str) -> bool:
+        """Give a parked delivery a fresh set of attempts, now."""
+        async with self.db.session(tenant_id) as session:
+            result = await session.execute(
+                update(Delivery)
+                .where(Delivery.event_id == event_id, Delivery.handler == handler, Delivery.status == "parked")
+                .values(status="retrying", attempts=0, next_attempt_at=None, updated_at=utcnow())
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                return False
+            stmt = insert(PendingEvent).values(event_id=event_id, tenant_id=tenant_id, available_at=utcnow())
+            await session.execute(
+                stmt.on_conflict_do_update(index_elements=["event_id"], set_={"available_at": utcnow()})
+            )
+            await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": self.channel, "p": str(event_id)})
+        return True
