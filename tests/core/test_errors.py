@@ -72,9 +72,9 @@ async def faulty_client(inopsio_migrated: Settings) -> AsyncIterator[Any]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def tenant_headers(make_tenant: Any) -> dict[str, str]:
-    tenant = await make_tenant()
-    return {"X-Tenant": tenant.slug}
+async def tenant_headers(make_tenant: Any, sign_in: Any) -> dict[str, str]:
+    """Headers of a tenant's signed-in owner, so requests get past authentication to the body."""
+    return dict(await sign_in(await make_tenant()))
 
 
 async def test_unknown_route_answers_404_problem(client: Any) -> None:

@@ -93,7 +93,8 @@ def test_plugin_manager_loads_the_kernel_plugins_first_then_installed_ones() -> 
 def test_kernel_features_register_through_the_same_hooks_as_plugins() -> None:
     registry = build_plugin_manager(enabled=[])
     kernel_infos = [i for i in registry.infos.values() if i.is_kernel]
-    assert {i.name for i in kernel_infos} == {"kernel.tenancy", "kernel.quotas", "kernel.platform", "kernel.health"}
+    assert {i.name for i in kernel_infos} == {f"kernel.{m.split('.')[1]}" for m in KERNEL_PLUGINS}
+    assert {"kernel.tenancy", "kernel.quotas", "kernel.platform", "kernel.health"} <= {i.name for i in kernel_infos}
     for info in kernel_infos:
         assert info.hooks, f"{info.name} implements no hook"
         assert info.distribution == "inopsio-core"

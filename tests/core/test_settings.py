@@ -59,10 +59,10 @@ def test_empty_quota_means_unlimited() -> None:
 
 def test_booleans_and_literals_are_parsed_from_strings() -> None:
     settings = load_settings(
-        {"INOPSIO_TRACE_HOOKS": "true", "INOPSIO_ENVIRONMENT": "production", "INOPSIO_LOG_LEVEL": "DEBUG"}
+        {"INOPSIO_TRACE_HOOKS": "true", "INOPSIO_ENVIRONMENT": "test", "INOPSIO_LOG_LEVEL": "DEBUG"}
     )
     assert settings.trace_hooks is True
-    assert settings.is_production
+    assert settings.environment == "test"
     assert settings.log_level == "DEBUG"
 
 
