@@ -9,11 +9,10 @@ lifetime bounds the delay if an announcement is lost while Redis is away.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from sqlalchemy import select, update
@@ -25,6 +24,7 @@ from inopsio.identity import audit
 from inopsio.identity.authentication import API_KEY_PREFIX, api_key_cache_key
 from inopsio.identity.models import ApiKey
 from inopsio.identity.principal import Principal
+from inopsio.pubsub import follow_channel
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -152,19 +152,16 @@ class ApiKeyService:
         except Exception:
             log.warning("could not announce an API key revocation; other processes drop it within their cache TTL")
 
+    def _forget(self, cache_key: str) -> None:
+        self.cache.pop(cache_key, None)
+
     async def follow_revocations(self) -> None:
         """Drop revoked keys from this process's cache as they are announced, until cancelled."""
-        while True:
-            try:
-                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(self.channel)
-                # A revocation may have been missed while we were not listening.
-                self.cache.clear()
-                async for message in pubsub.listen():
-                    data: Any = message.get("data")
-                    self.cache.pop(data.decode() if isinstance(data, bytes) else str(data), None)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("API key revocation feed lost; retrying in 1 s", exc_info=True)
-                await asyncio.sleep(1)
+        await follow_channel(
+            self.redis,
+            self.channel,
+            self._forget,
+            # A revocation may have been missed while we were not listening.
+            on_subscribed=self.cache.clear,
+            what="API key revocation",
+        )

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import casbin
@@ -25,6 +25,7 @@ import msgspec
 from sqlalchemy import delete, insert, or_, select
 
 from inopsio.identity.models import RbacRule
+from inopsio.pubsub import follow_channel
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -240,21 +241,19 @@ class Authorizer:
         """Apply other processes' changes as they are announced; reload everything now and then."""
         loop = asyncio.get_running_loop()
         next_full = loop.time() + full_reload_seconds
-        while True:
-            try:
-                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(self.channel)
-                await self.load_all()  # anything may have changed while we were not listening
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        data: Any = message.get("data")
-                        await self.reload_tenant(UUID(data.decode() if isinstance(data, bytes) else str(data)))
-                    if loop.time() >= next_full:
-                        await self.load_all()
-                        next_full = loop.time() + full_reload_seconds
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("RBAC change feed lost; retrying in 1 s", exc_info=True)
-                await asyncio.sleep(1)
+
+        async def reload_if_due() -> None:
+            nonlocal next_full
+            if loop.time() >= next_full:
+                await self.load_all()
+                next_full = loop.time() + full_reload_seconds
+
+        await follow_channel(
+            self.redis,
+            self.channel,
+            lambda tenant: self.reload_tenant(UUID(tenant)),
+            # Anything may have changed while we were not listening.
+            on_subscribed=self.load_all,
+            on_idle=reload_if_due,
+            what="RBAC change",
+        )

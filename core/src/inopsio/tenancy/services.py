@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -17,6 +16,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from inopsio.db.base import new_id, utcnow
 from inopsio.errors import Problem
 from inopsio.plugins import call_async
+from inopsio.pubsub import follow_channel
 from inopsio.tenancy.models import Tenant
 from inopsio.tenancy.schemas import (
     RESERVED_SLUGS,
@@ -292,21 +292,4 @@ class TenantDirectory:
 
     async def listen(self, redis: Redis) -> None:
         """Follow change announcements until cancelled; reconnects when Redis comes back."""
-        while True:
-            try:
-                async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    # Anything may have changed while we were not listening.
-                    self.invalidate()
-                    while True:
-                        # Not pubsub.listen(): its blocking read ends with the client's socket_timeout
-                        # after a few quiet seconds, dropping the feed and every cached tenant with it.
-                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                        if message is not None:
-                            data = message.get("data")
-                            self.invalidate(data.decode() if isinstance(data, bytes) else str(data))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("tenant change feed lost; retrying in 1 s")
-                await asyncio.sleep(1)
+        await follow_channel(redis, self.channel, self.invalidate, on_subscribed=self.invalidate, what="tenant change")
