@@ -105,6 +105,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     dispatch_events: bool = True
     #: Days the event log (activity feed) keeps events.
     event_retention_days: int = 90
+    #: Outgoing webhooks: seconds before the first retry of a failed delivery (doubling each time, at
+    #: most an hour apart), and for how long after the first attempt a delivery is retried.
+    webhook_retry_base_seconds: float = 30.0
+    webhook_retry_window_seconds: float = 86400.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Trace every hook call to the log (like datasette's ``DATASETTE_TRACE_PLUGINS``).
     trace_hooks: bool = False
@@ -136,6 +140,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise ValueError("jwt_keys entries are kid:secret with a secret of at least 32 characters")
         if self.access_token_seconds < 30:
             raise ValueError("access_token_seconds must be at least 30")
+        if self.webhook_retry_base_seconds <= 0 or self.webhook_retry_window_seconds < 0:
+            raise ValueError("webhook_retry_base_seconds must be > 0 and webhook_retry_window_seconds >= 0")
 
     @property
     def is_production(self) -> bool:

@@ -87,6 +87,8 @@ def inopsio_settings(
         smtp_port=inopsio_smtp_server.port,
         smtp_starttls=False,
         run_worker_in_process=False,
+        # Webhook retries a fraction of a second apart, so ``run_jobs`` sees them through quickly.
+        webhook_retry_base_seconds=0.2,
     )
 
 
