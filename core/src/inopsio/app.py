@@ -38,6 +38,7 @@ from inopsio.identity.services import Identity
 from inopsio.jobs import JobQueue, collect_jobs, run_worker
 from inopsio.kernel import Kernel
 from inopsio.mail.service import MailService
+from inopsio.observability import Observability, configure_logging
 from inopsio.plugins import KERNEL, PluginError, PluginRegistry, build_plugin_manager, call_async
 from inopsio.quotas.services import QuotaService
 from inopsio.settings import Settings, load_settings
@@ -159,6 +160,7 @@ def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
     tenants = TenantService(db, redis, registry, settings)
     quotas = QuotaService(db, redis, settings.quotas, settings.redis_namespace)
     kernel = Kernel(settings=settings, plugins=registry, db=db, redis=redis, tenants=tenants, quotas=quotas)
+    kernel.observability = Observability(settings)
     kernel.jobs = JobQueue(settings, redis.connection_pool, collect_jobs(registry, settings))
     kernel.mail = MailService(settings, kernel.jobs)
 
@@ -229,30 +231,18 @@ def collect_permissions(registry: PluginRegistry) -> list[Permission]:
     return [permission for _, permission in registry.collect("register_permissions", validate)]
 
 
-async def _every(seconds: float, action: Any, what: str) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await action()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("%s failed; will retry", what, exc_info=True)
-
-
 @contextlib.asynccontextmanager
 async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     kernel: Kernel = app.state.kernel
     async with kernel.db.engine.connect() as connection:
         await connection.run_sync(check_app_role)
     kernel.tasks.append(asyncio.create_task(kernel.tenants.directory.listen(kernel.redis)))
-    kernel.tasks.append(
-        asyncio.create_task(_every(kernel.settings.usage_flush_seconds, kernel.quotas.flush, "usage flush"))
-    )
+    # Usage counts are flushed by the kernel.flush_usage cron job of the workers.
     await kernel.identity.authorizer.load_all()
     kernel.tasks.append(asyncio.create_task(kernel.identity.authorizer.follow_changes()))
     kernel.tasks.append(asyncio.create_task(kernel.identity.api_keys.follow_revocations()))
     await call_async(kernel.plugins.hook.on_startup, kernel=kernel)
+    kernel.tasks.append(asyncio.create_task(kernel.observability.sample_forever(kernel)))
     if kernel.settings.dispatch_events:
         kernel.tasks.append(asyncio.create_task(kernel.events.run(kernel)))
     if kernel.settings.run_worker_in_process:
@@ -272,6 +262,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
             await kernel.quotas.flush()
         await kernel.redis.aclose()
         await kernel.db.dispose()
+        kernel.observability.close()
 
 
 def create_app(
@@ -328,9 +319,15 @@ def create_app(
         debug=False,
     )
     app.state.kernel = kernel
+    kernel.observability.instrument(app)
     return app
 
 
 def create_app_from_env() -> Litestar:
-    """Factory for ``uvicorn --factory``: settings from the environment, plugins from entry points."""
-    return create_app(load_settings(dict(os.environ)))
+    """Factory for ``uvicorn --factory``: settings from the environment, plugins from entry points.
+
+    Runs in each web process, so each one logs in the configured format.
+    """
+    settings = load_settings(dict(os.environ))
+    configure_logging(settings.effective_log_format, settings.log_level)
+    return create_app(settings)

@@ -68,8 +68,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     web_workers: int = 1
     #: Largest request body in bytes, for every route that does not set its own limit.
     max_body_bytes: int = 10 * 1024**2
-    tenant_cache_seconds: float = 2.0
-    usage_flush_seconds: float = 10.0
+    #: Longest a process serves a cached tenant; changes are pushed over Redis at once, so this only
+    #: bounds staleness while Redis is unreachable.
+    tenant_cache_seconds: float = 60.0
+    usage_flush_seconds: float = 60.0
     default_locale: str = "en"
     default_timezone: str = "UTC"
     default_currency: str = "EUR"
@@ -112,6 +114,18 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Trace every hook call to the log (like datasette's ``DATASETTE_TRACE_PLUGINS``).
     trace_hooks: bool = False
+    #: Log lines as JSON (one object a line) or for a human at a terminal. Empty: JSON in
+    #: production, console elsewhere. Every line carries the request id, tenant and user when known.
+    log_format: Literal["json", "console"] | None = None
+    #: Bearer token that ``GET /metrics`` requires (``Authorization: Bearer <token>``). Empty: open,
+    #: for a Prometheus that reaches the app only on a private network.
+    metrics_token: str | None = None
+    #: OpenTelemetry traces: ``none`` (off, no overhead), ``console`` (spans printed) or ``otlp``
+    #: (OTLP over HTTP to ``otel_endpoint``, e.g. ``http://collector:4318/v1/traces``).
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str | None = None
+    #: The ``service.name`` of this installation's spans.
+    otel_service_name: str = "inopsio"
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -142,6 +156,10 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("access_token_seconds must be at least 30")
         if self.webhook_retry_base_seconds <= 0 or self.webhook_retry_window_seconds < 0:
             raise ValueError("webhook_retry_base_seconds must be > 0 and webhook_retry_window_seconds >= 0")
+
+    @property
+    def effective_log_format(self) -> Literal["json", "console"]:
+        return self.log_format or ("json" if self.is_production else "console")
 
     @property
     def is_production(self) -> bool:

@@ -15,12 +15,13 @@ import uuid
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 
+from inopsio.db.rls import TENANT_SETTING
 from inopsio.errors import Problem
 from inopsio.quotas.models import DailyUsage, UsageGauge
+from inopsio.tenancy.models import Tenant
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -188,21 +189,43 @@ class QuotaService:
                 field = raw_field.decode() if isinstance(raw_field, bytes) else str(raw_field)
                 tenant_key, day_text, metric_name = field.split("|", 2)
                 per_tenant[tenant_key].append((dt.date.fromisoformat(day_text), metric_name, int(raw_value)))
-            for tenant_id, rows in per_tenant.items():
-                try:
-                    async with self.db.session(uuid.UUID(tenant_id)) as session:
-                        for day, metric, value in rows:
-                            stmt = insert(DailyUsage).values(tenant_id=tenant_id, day=day, metric=metric, value=value)
-                            await session.execute(
-                                stmt.on_conflict_do_update(
-                                    index_elements=["tenant_id", "day", "metric"],
-                                    set_={"value": DailyUsage.value + stmt.excluded.value},
-                                )
-                            )
-                    moved += len(rows)
-                except IntegrityError:  # the tenant no longer exists: its counts have nowhere to go
-                    log.warning("dropping usage counts of unknown tenant %s", tenant_id)
+            moved += await self._store_daily(per_tenant)
             await self.redis.delete(key)
+        return moved
+
+    async def _store_daily(self, per_tenant: dict[str, list[tuple[dt.date, str, int]]]) -> int:
+        """Add the counts to ``tenant_usage_daily`` in one transaction, switching the tenant setting
+        before each tenant's single multi-row upsert (the table is behind row-level security)."""
+        if not per_tenant:
+            return 0
+        async with self.db.transaction(None) as connection:
+            known = set(
+                (
+                    await connection.execute(select(Tenant.id).where(Tenant.id.in_([uuid.UUID(t) for t in per_tenant])))
+                ).scalars()
+            )
+            moved = 0
+            for tenant_key, rows in per_tenant.items():
+                tenant_id = uuid.UUID(tenant_key)
+                if tenant_id not in known:  # the tenant was deleted: its counts have nowhere to go
+                    log.warning("dropping usage counts of unknown tenant %s", tenant_id)
+                    continue
+                await connection.execute(
+                    text(f"SELECT set_config('{TENANT_SETTING}', :tenant, true)"), {"tenant": str(tenant_id)}
+                )
+                stmt = insert(DailyUsage).values(
+                    [
+                        {"tenant_id": tenant_id, "day": day, "metric": metric, "value": value}
+                        for day, metric, value in rows
+                    ]
+                )
+                await connection.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["tenant_id", "day", "metric"],
+                        set_={"value": DailyUsage.value + stmt.excluded.value},
+                    )
+                )
+                moved += len(rows)
         return moved
 
     async def _claim_batches(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import zoneinfo
 from typing import Annotated, Literal
@@ -77,11 +78,9 @@ class TenantSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     require_2fa: bool = False
 
     def __post_init__(self) -> None:
-        try:
-            Locale.parse(self.locale.replace("-", "_"))
-        except (UnknownLocaleError, ValueError):
-            raise ValueError(f"locale {self.locale!r} is unknown (use a code like en or de_CH)") from None
-        if self.timezone not in zoneinfo.available_timezones():
+        if not _known_locale(self.locale):
+            raise ValueError(f"locale {self.locale!r} is unknown (use a code like en or de_CH)")
+        if self.timezone not in _timezones():
             raise ValueError(f"timezone {self.timezone!r} is unknown (use an IANA name like Europe/Paris)")
         if self.currency not in _currencies():
             raise ValueError(f"currency {self.currency!r} is unknown (use an ISO 4217 code like EUR)")
@@ -90,6 +89,21 @@ class TenantSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 _CURRENCIES: frozenset[str] | None = None
+
+
+@functools.cache
+def _timezones() -> frozenset[str]:
+    # available_timezones() walks the tzdata folder (about 10 ms): once per process is enough.
+    return frozenset(zoneinfo.available_timezones())
+
+
+@functools.lru_cache(maxsize=1024)
+def _known_locale(locale: str) -> bool:
+    try:
+        Locale.parse(locale.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return False
+    return True
 
 
 def _currencies() -> frozenset[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -245,17 +246,28 @@ class TenantDirectory:
         self.channel = channel
         self._entries: OrderedDict[str, tuple[float, TenantInfo | None]] = OrderedDict()
         self._slugs: dict[UUID, str] = {}
+        self._lookups: dict[str, asyncio.Future[TenantInfo | None]] = {}
 
     async def get(self, slug: str) -> TenantInfo | None:
         now = time.monotonic()
         hit = self._entries.get(slug)
         if hit is not None and hit[0] > now:
             return hit[1]
-        async with self.db.session(None) as session:
-            row = (await session.execute(select(Tenant).where(Tenant.slug == slug))).scalar_one_or_none()
-        info = tenant_info(row) if row else None
+        # Concurrent misses for one slug share a single lookup.
+        pending = self._lookups.get(slug)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(Tenant.slug == slug))
+            self._lookups[slug] = pending
+            pending.add_done_callback(lambda _: self._lookups.pop(slug, None))
+        info = await asyncio.shield(pending)
         self._remember(slug, info, now)
         return info
+
+    async def _lookup(self, condition: Any) -> TenantInfo | None:
+        """One autocommit statement (``tenants`` has no row-level security): one round trip."""
+        async with self.db.engine.connect() as connection:
+            row = (await connection.execute(select(*Tenant.__table__.columns).where(condition))).one_or_none()
+        return tenant_info(row) if row is not None else None  # type: ignore[arg-type]
 
     async def get_by_id(self, tenant_id: UUID) -> TenantInfo | None:
         """The tenant with this id (from a token's claim), through the same cache."""
@@ -265,11 +277,9 @@ class TenantDirectory:
             hit = self._entries.get(slug)
             if hit is not None and hit[0] > now and hit[1] is not None and hit[1].id == tenant_id:
                 return hit[1]
-        async with self.db.session(None) as session:
-            row = await session.get(Tenant, tenant_id)
-        if row is None:
+        info = await self._lookup(Tenant.id == tenant_id)
+        if info is None:
             return None
-        info = tenant_info(row)
         self._remember(info.slug, info, now)
         return info
 
