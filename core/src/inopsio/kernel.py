@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from inopsio.mail.service import MailService
     from inopsio.plugins import PluginRegistry
     from inopsio.quotas.services import QuotaService
+    from inopsio.realtime.hub import RealtimeHub
     from inopsio.settings import Settings
     from inopsio.tenancy.services import TenantService
 
@@ -50,6 +51,8 @@ class Kernel:
         self.jobs: JobQueue = None  # type: ignore[assignment]
         #: Outgoing mail: ``await kernel.mail.send(tenant, to=..., template=..., context={...})``.
         self.mail: MailService = None  # type: ignore[assignment]
+        #: WebSocket fan-out of this process (``realtime.connections``: open sockets); set at start-up.
+        self.realtime: RealtimeHub = None  # type: ignore[assignment]
         #: (plugin, name, async check(kernel)) for /health/ready.
         self.health_checks: list[tuple[str, str, Callable[[Kernel], Any]]] = []
         #: Background tasks of this process (cache invalidation, usage flushing), cancelled on shutdown.

@@ -26,6 +26,7 @@ KERNEL_PLUGINS = (
     "inopsio.tenancy.plugin",
     "inopsio.identity.plugin",
     "inopsio.events.plugin",
+    "inopsio.realtime.plugin",
     "inopsio.webhooks.plugin",
     "inopsio.mail.plugin",
     "inopsio.quotas.plugin",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 from uuid import UUID
 
 from litestar.connection import ASGIConnection
@@ -176,6 +177,11 @@ def _bearer(scope: Scope) -> str | None:
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
             return None
+    if str(scope["type"]) == "websocket":
+        # Browsers cannot set headers on a WebSocket handshake: ``?access_token=`` stands in for them.
+        for key, token in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+            if key == "access_token" and token.strip():
+                return token.strip()
     return None
 
 

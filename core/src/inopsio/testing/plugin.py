@@ -11,6 +11,9 @@ Fixtures (all talk to real PostgreSQL and Redis: the configured ones, else embed
 - ``sign_in``: ``await sign_in(tenant, role)`` gives headers of a signed-in member of that role.
 - ``drain_events``: ``await drain_events()`` delivers pending events (no background dispatcher in tests).
 - ``operator_headers``: an ``Authorization`` header for the platform operator API.
+- ``live_server`` (session): the session's app served by uvicorn on a free local port, in the tests'
+  loop (same kernel as ``kernel``); ``live_server.url`` / ``live_server.ws_url``, for real WebSocket
+  and HTTP clients.
 - ``run_jobs``: ``await run_jobs()`` runs every queued job (and the retries it schedules) with a
   real arq worker in the tests' loop, until the queue is empty.
 - ``smtp_sink``: the real SMTP server (aiosmtpd) the test app sends mail to, emptied for each test;
@@ -141,6 +144,47 @@ async def inopsio_app(inopsio_migrated: Settings, inopsio_extra_plugins: list[ob
     finally:
         stop.set()
         await lifespan
+
+
+class LiveServer:
+    """Where the ``live_server`` fixture listens."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.url = f"http://{host}:{port}"
+        self.ws_url = f"ws://{host}:{port}"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def live_server(inopsio_app: Any) -> AsyncIterator[LiveServer]:
+    import contextlib
+    import socket
+
+    import uvicorn
+
+    class InProcessServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # the test runner keeps its own signal handling
+            yield
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    # The app's lifespan is already held open by ``inopsio_app``: the server shares its kernel.
+    config = uvicorn.Config(inopsio_app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    server = InProcessServer(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the live server stopped while starting")
+        await asyncio.sleep(0.02)
+    try:
+        yield LiveServer("127.0.0.1", port)
+    finally:
+        server.should_exit = True
+        await task
 
 
 @pytest.fixture
