@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from sqlalchemy.exc import DBAPIError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("inopsio.errors")
@@ -146,8 +147,27 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return Response(content=msgspec.json.encode(body), status_code=500, media_type=PROBLEM_MEDIA_TYPE)
 
 
+def database_error_handler(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    """PostgreSQL refuses NUL in text; any JSON string field may carry one (``"\\u0000"``): a 400, not a 500.
+
+    The statement failed, so its transaction rolled back: nothing of the request was stored.
+    """
+    # psycopg refuses NUL in text parameters; PostgreSQL refuses \\u0000 in jsonb (22P05).
+    if "NUL (0x00)" not in str(exc.orig) and getattr(exc.orig, "sqlstate", None) != "22P05":
+        return internal_error_handler(request, exc)
+    body = problem_document(
+        400,
+        problem_type("invalid-text"),
+        "Invalid request",
+        "Text must not contain the NUL character (\\u0000).",
+        request.url.path,
+    )
+    return Response(content=msgspec.json.encode(body), status_code=400, media_type=PROBLEM_MEDIA_TYPE)
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: http_exception_handler,
+    DBAPIError: database_error_handler,
     Exception: internal_error_handler,
 }
 

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 from uuid import UUID
 
 from litestar.connection import ASGIConnection
+from litestar.exceptions import WebSocketException
 from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import select, update
@@ -187,6 +188,16 @@ def _bearer(scope: Scope) -> str | None:
 
 async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """The guard on every route: public, member, or a named permission (see the module doc)."""
+    try:
+        _check_access(connection, handler)
+    except Problem as exc:
+        if str(connection.scope["type"]) == "websocket":
+            # Litestar closes a WebSocket with 4500 for any other exception: close it with 4000 + status.
+            raise WebSocketException(detail=exc.detail, code=4000 + exc.status_code) from None
+        raise
+
+
+def _check_access(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     opt = handler.opt
     if opt.get(TENANCY_OPT) == "none" or opt.get(PUBLIC_OPT) or _is_schema(connection):
         return
