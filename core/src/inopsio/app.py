@@ -317,6 +317,9 @@ def create_app(
         request_max_body_size=settings.max_body_bytes,
         lifespan=[_lifespan],
         debug=False,
+        # Logging is configured once per process (inopsio.observability.configure_logging), not by
+        # Litestar: its default queue handler would format lines in another thread, without their context.
+        logging_config=None,
     )
     app.state.kernel = kernel
     kernel.observability.instrument(app)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -93,8 +92,13 @@ def main() -> None:
     Settings come from INOPSIO_* environment variables (see the README); with no
     INOPSIO_DATABASE_URL / INOPSIO_REDIS_URL an embedded PostgreSQL and Redis run in INOPSIO_DATA_DIR.
     """
-    logging.basicConfig(level=os.environ.get("INOPSIO_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from inopsio.observability import configure_logging
+
+    try:
+        settings = load_settings()
+        configure_logging(settings.effective_log_format, settings.log_level)
+    except SettingsError:  # the command reports the bad setting; log plainly until then
+        configure_logging("console", os.environ.get("INOPSIO_LOG_LEVEL", "INFO"))
 
 
 @main.command()
@@ -108,6 +112,7 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -
 
     from inopsio import migrate
     from inopsio.embedded import ensure_services
+    from inopsio.observability.metrics import multiprocess_dir, prepare_multiprocess_dir
 
     settings = ensure_services(_settings())
     registry = _registry(settings)
@@ -123,13 +128,18 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -
             "note: browser assets are not built; run `npm ci` at the repository root for the API viewer.", err=True
         )
     click.echo(f"Inopsio {__version__} on http://{host}:{port}  (API schema: http://{host}:{port}/schema)")
+    workers = workers or settings.web_workers
+    if workers > 1 and not multiprocess_dir():
+        # One socket, several processes: /metrics on any of them must add up all of them.
+        prepare_multiprocess_dir(settings.data_dir / "metrics")
     uvicorn.run(
         "inopsio.app:create_app_from_env",
         factory=True,
         host=host,
         port=port,
-        workers=workers or settings.web_workers,
+        workers=workers,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers go through ours (JSON with the request id), in every process
         proxy_headers=True,
         server_header=False,
     )
@@ -218,7 +228,13 @@ def migrate(downgrade_to: str | None, show_heads: bool) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Run the queued jobs, then exit (no cron jobs).")
-def worker(burst: bool) -> None:
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve this worker's Prometheus metrics (job durations and failures) on this port.",
+)
+def worker(burst: bool, metrics_port: int | None) -> None:
     """Run background jobs (every plugin's, and the kernel's cron jobs such as usage flushing).
 
     Run as many as needed, on any machines that reach the same PostgreSQL and Redis. SIGTERM lets
@@ -228,13 +244,21 @@ def worker(burst: bool) -> None:
     from inopsio.kernel import Kernel
 
     async def action(kernel: Kernel) -> None:
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            registry = kernel.observability.metrics.exposition_registry()
+            start_http_server(metrics_port, addr=kernel.settings.host, registry=registry)
         names = ", ".join(sorted(kernel.jobs.definitions))
-        if burst:
-            outcome = await drain(kernel, max_seconds=24 * 3600)
-            click.echo(f"{outcome.complete} job(s) done, {outcome.failed} failed, {outcome.retried} retried")
-            return
-        click.echo(f"worker running jobs {names}; Ctrl+C to stop")
-        await run_worker(kernel, handle_signals=True)
+        try:
+            if burst:
+                outcome = await drain(kernel, max_seconds=24 * 3600)
+                click.echo(f"{outcome.complete} job(s) done, {outcome.failed} failed, {outcome.retried} retried")
+                return
+            click.echo(f"worker running jobs {names}; Ctrl+C to stop")
+            await run_worker(kernel, handle_signals=True)
+        finally:
+            kernel.observability.close()  # export the last spans; drop this process's live gauges
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         _with_kernel(action)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from inopsio.identity.services import Identity
     from inopsio.jobs.queue import JobQueue
     from inopsio.mail.service import MailService
+    from inopsio.observability import Observability
     from inopsio.plugins import PluginRegistry
     from inopsio.quotas.services import QuotaService
     from inopsio.realtime.hub import RealtimeHub
@@ -53,6 +54,8 @@ class Kernel:
         self.mail: MailService = None  # type: ignore[assignment]
         #: WebSocket fan-out of this process (``realtime.connections``: open sockets); set at start-up.
         self.realtime: RealtimeHub = None  # type: ignore[assignment]
+        #: Metrics and tracing of this process (see ``inopsio.observability``); set by the app factory.
+        self.observability: Observability = None  # type: ignore[assignment]
         #: (plugin, name, async check(kernel)) for /health/ready.
         self.health_checks: list[tuple[str, str, Callable[[Kernel], Any]]] = []
         #: Background tasks of this process (cache invalidation, usage flushing), cancelled on shutdown.

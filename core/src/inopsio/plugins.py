@@ -31,6 +31,8 @@ KERNEL_PLUGINS = (
     "inopsio.mail.plugin",
     "inopsio.quotas.plugin",
     "inopsio.platform.plugin",
+    "inopsio.jobs.plugin",
+    "inopsio.observability.plugin",
     "inopsio.health",
 )
 KERNEL = "kernel"

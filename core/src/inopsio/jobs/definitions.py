@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 #: What a job function receives first: arq's context (``job_id``, ``job_try``) plus ``kernel``,
 #: ``tenant_id`` (a UUID, or None for platform jobs), ``tenant`` (its TenantInfo) and ``db_session``
-#: (``async with ctx["db_session"]() as session``: a transaction scoped to the job's tenant).
+#: (``async with ctx["db_session"]() as session``: a transaction scoped to the job's tenant) and
+#: ``progress`` (``await ctx["progress"](40, "Importing rows")``: 0-100 and a message, shown by
+#: ``GET /api/v1/jobs/{job_id}``).
 JobContext = dict[str, Any]
 JobFunction = Callable[..., Awaitable[Any]]
 #: arq's cron fields a plugin may set (each an int or a set of ints), plus ``run_at_startup``.

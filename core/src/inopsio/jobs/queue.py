@@ -15,6 +15,9 @@ import msgspec
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobResult, JobStatus
 
+from inopsio.observability.context import JOB_CONTEXT_KWARG
+from inopsio.observability.tracing import outgoing_job_context
+
 if TYPE_CHECKING:
     from redis.asyncio import ConnectionPool
 
@@ -86,6 +89,10 @@ class JobQueue:
         if definition.cron is not None:
             raise LookupError(f"job {name!r} is a cron job; the worker schedules it")
         serialize(kwargs)  # refuse arguments that cannot travel, here rather than in the worker
+        # The request's id and trace context travel with the job, so its logs and span join the request's.
+        carried = outgoing_job_context()
+        if carried:
+            kwargs[JOB_CONTEXT_KWARG] = carried
         job = await self.redis.enqueue_job(
             name,
             _job_id=self._id_prefix + _job_id if _job_id else None,

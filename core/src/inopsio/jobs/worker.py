@@ -20,7 +20,9 @@ from arq.worker import Worker
 from redis.asyncio import ConnectionPool
 
 from inopsio.jobs.definitions import JobContext, JobDefinition, PermanentJobError
+from inopsio.jobs.progress import progress_reporter
 from inopsio.jobs.queue import arq_redis, deserialize, queue_name, serialize
+from inopsio.observability.jobs import observe_job
 
 if TYPE_CHECKING:
     from inopsio.kernel import Kernel
@@ -35,7 +37,9 @@ class JobTimedOut(Exception):
 
 
 def _runner(definition: JobDefinition) -> Any:
-    async def run(ctx: dict[str, Any], *, tenant_id: str | None = None, **kwargs: Any) -> Any:
+    async def run(
+        ctx: dict[str, Any], *, tenant_id: str | None = None, _context: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
         kernel: Kernel = ctx["kernel"]
         tid = UUID(tenant_id) if tenant_id else None
         tenant = None
@@ -49,31 +53,33 @@ def _runner(definition: JobDefinition) -> Any:
             "tenant_id": tid,
             "tenant": tenant,
             "db_session": functools.partial(kernel.db.session, tid),
+            "progress": progress_reporter(kernel.redis, kernel.settings.redis_namespace, ctx["job_id"]),
         }
         job_try: int = ctx.get("job_try") or 1
-        try:
+        with observe_job(kernel, definition.name, ctx["job_id"], job_try, tenant, _context):
             try:
-                async with asyncio.timeout(definition.timeout):
-                    return await definition.function(job_ctx, **kwargs)
-            except TimeoutError as exc:
-                raise JobTimedOut(f"{definition.name} ran longer than {definition.timeout:g}s") from exc
-        except PermanentJobError:
-            raise
-        except Exception as exc:
-            if job_try >= definition.max_tries:
+                try:
+                    async with asyncio.timeout(definition.timeout):
+                        return await definition.function(job_ctx, **kwargs)
+                except TimeoutError as exc:
+                    raise JobTimedOut(f"{definition.name} ran longer than {definition.timeout:g}s") from exc
+            except PermanentJobError:
                 raise
-            delay = definition.backoff(job_try)
-            log.warning(
-                "job %s (%s) try %d/%d failed (%s: %s); retrying in %.1fs",
-                definition.name,
-                ctx["job_id"],
-                job_try,
-                definition.max_tries,
-                type(exc).__name__,
-                exc,
-                delay,
-            )
-            raise Retry(defer=delay) from exc
+            except Exception as exc:
+                if job_try >= definition.max_tries:
+                    raise
+                delay = definition.backoff(job_try)
+                log.warning(
+                    "job %s (%s) try %d/%d failed (%s: %s); retrying in %.1fs",
+                    definition.name,
+                    ctx["job_id"],
+                    job_try,
+                    definition.max_tries,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                raise Retry(defer=delay) from exc
 
     run.__qualname__ = run.__name__ = definition.name
     return run

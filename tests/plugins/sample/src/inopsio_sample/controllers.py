@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 from uuid import UUID
 
@@ -10,9 +11,11 @@ from litestar import Controller, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy import select
 
-from inopsio.deps import DbSession, KernelDep
+from inopsio.deps import CurrentTenant, DbSession, KernelDep
 from inopsio.errors import Problem
 from inopsio_sample.models import Note
+
+log = logging.getLogger("inopsio_sample")
 
 
 class NoteIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,6 +51,25 @@ async def _read_note(db_session: DbSession, note_id: UUID) -> NoteOut:
 async def get_public_note(db_session: DbSession, note_id: FromPath[UUID]) -> NoteOut:
     """The same read without authentication: the benchmarks compare the two."""
     return await _read_note(db_session, note_id)
+
+
+class NoteCountIn(msgspec.Struct, forbid_unknown_fields=True):
+    steps: Annotated[int, msgspec.Meta(ge=1, le=100)] = 4
+    #: A Redis list the job waits on halfway (tests read the progress of a running job).
+    hold: str | None = None
+
+
+class JobQueued(msgspec.Struct):
+    job_id: str
+
+
+@post("/api/v1/sample/note-counts", opt={"permission": "sample.notes.read"}, tags=["sample"], status_code=202)
+async def start_note_count(kernel: KernelDep, tenant: CurrentTenant, data: JSONBody[NoteCountIn]) -> JobQueued:
+    """Count the notes in a background job; follow it at ``/api/v1/jobs/{job_id}``."""
+    job_id = await kernel.jobs.enqueue("sample.count_notes", tenant_id=tenant.id, steps=data.steps, hold=data.hold)
+    assert job_id is not None
+    log.info("queued note count %s", job_id)
+    return JobQueued(job_id=job_id)
 
 
 class NoteController(Controller):

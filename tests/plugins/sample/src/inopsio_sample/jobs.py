@@ -1,14 +1,18 @@
-"""The sample plugin's job: reports where it ran (tenant, database scope, try) to a Redis list."""
+"""The sample plugin's jobs: one reports where it ran (tenant, database scope, try) to a Redis list; one
+reports its progress, as a long job does for the status API."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import msgspec
 from sqlalchemy import func, select, text
 
 from inopsio_sample.models import Note
+
+log = logging.getLogger("inopsio_sample.jobs")
 
 
 async def report_scope(ctx: dict[str, Any], *, key: str, fail_tries: int = 0, sleep: float = 0.0) -> int:
@@ -24,3 +28,18 @@ async def report_scope(ctx: dict[str, Any], *, key: str, fail_tries: int = 0, sl
     if job_try <= fail_tries:
         raise RuntimeError(f"failing try {job_try} on purpose")
     return job_try
+
+
+async def count_notes(ctx: dict[str, Any], *, steps: int = 4, hold: str | None = None) -> int:
+    """Count the tenant's notes in ``steps`` reported steps, logging each; with ``hold`` (a Redis list),
+    stop halfway until something is pushed to it (4 s at most), so a test can read the progress of a
+    job still running."""
+    for step in range(steps):
+        await ctx["progress"](100 * step / steps, f"step {step + 1} of {steps}")
+        log.info("counting notes, step %d of %d", step + 1, steps)
+        if hold and step == steps // 2:
+            await ctx["kernel"].redis.blpop([hold], timeout=4)
+    async with ctx["db_session"]() as session:
+        notes: int = (await session.execute(select(func.count()).select_from(Note))).scalar_one()
+    await ctx["progress"](100, f"{notes} notes")
+    return notes
