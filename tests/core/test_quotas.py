@@ -51,16 +51,18 @@ async def not_at_the_end_of_a_minute() -> None:
 
 
 async def test_api_calls_beyond_the_per_minute_quota_get_429_naming_the_quota(
-    client: Any, make_tenant: Any, operator_headers: dict[str, str]
+    client: Any, make_tenant: Any, sign_in: Any, operator_headers: dict[str, str]
 ) -> None:
     limited, other = await make_tenant(), await make_tenant()
-    await set_quotas(client, operator_headers, limited.id, api_calls_per_minute=3)
+    await set_quotas(client, operator_headers, limited.id, api_calls_per_minute=4)
     await not_at_the_end_of_a_minute()
 
+    # Signing in is the minute's first call (it counts like any other), then three anonymous ones.
+    member = await sign_in(limited, role="member")
     statuses = [
         (await client.get("/api/v1/tenant", headers=tenant_headers(limited.slug))).status_code for _ in range(3)
     ]
-    refused = await client.get("/api/v1/sample/notes", headers=tenant_headers(limited.slug))
+    refused = await client.get("/api/v1/sample/notes", headers=member)
 
     assert statuses == [200, 200, 200]
     assert refused.status_code == 429
@@ -69,10 +71,42 @@ async def test_api_calls_beyond_the_per_minute_quota_get_429_naming_the_quota(
     body = refused.json()
     assert body["type"] == problem_type("quota-exceeded")
     assert body["quota"] == "api_calls_per_minute"
-    assert body["limit"] == 3
+    assert body["limit"] == 4
+    # Anonymous requests are refused the same way: the quota is the tenant's, whoever calls.
+    anonymous = await client.get("/api/v1/tenant", headers=tenant_headers(limited.slug))
+    assert anonymous.status_code == 429
+    assert anonymous.json()["quota"] == "api_calls_per_minute"
     # Another tenant keeps its own, default allowance.
     for _ in range(5):
         assert (await client.get("/api/v1/tenant", headers=tenant_headers(other.slug))).status_code == 200
+
+
+async def test_one_user_beyond_the_per_user_rate_limit_gets_429_while_others_get_through(
+    client: Any, make_tenant: Any, sign_in: Any, operator_headers: dict[str, str]
+) -> None:
+    tenant = await make_tenant()
+    view = await set_quotas(client, operator_headers, tenant.id, requests_per_minute_per_user=2)
+    assert view["limits"]["requests_per_minute_per_user"] == 2
+    assert view["limits"]["api_calls_per_minute"] == view["defaults"]["api_calls_per_minute"]
+    await not_at_the_end_of_a_minute()
+    busy, calm = await sign_in(tenant, role="member"), await sign_in(tenant, role="member")
+
+    statuses = [(await client.get("/api/v1/sample/notes", headers=busy)).status_code for _ in range(2)]
+    refused = await client.get("/api/v1/sample/notes", headers=busy)
+
+    assert statuses == [200, 200]
+    assert refused.status_code == 429
+    assert refused.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    body = refused.json()
+    assert body["type"] == problem_type("rate-limited") == "urn:inopsio:problem:rate-limited"
+    assert body["status"] == 429
+    assert body["quota"] == "requests_per_minute_per_user"
+    assert body["limit"] == 2
+    # The limit is the user's, not the tenant's: another member and anonymous callers still get through.
+    assert (await client.get("/api/v1/sample/notes", headers=calm)).status_code == 200
+    assert (await client.get("/api/v1/tenant", headers=tenant_headers(tenant.slug))).status_code == 200
+    assert (await client.get("/api/v1/tenant", headers=tenant_headers(tenant.slug))).status_code == 200
 
 
 async def test_platform_requests_do_not_spend_a_tenants_api_calls(
@@ -325,12 +359,13 @@ async def test_defaults_come_from_the_settings(kernel: Any, make_tenant: Any) ->
 
 
 async def test_usage_shows_todays_api_calls_and_the_gauges(
-    client: Any, kernel: Any, make_tenant: Any, operator_headers: dict[str, str]
+    client: Any, kernel: Any, make_tenant: Any, sign_in: Any, operator_headers: dict[str, str]
 ) -> None:
     tenant, other = await make_tenant(), await make_tenant()
     for _ in range(3):
         assert (await client.get("/api/v1/tenant", headers=tenant_headers(tenant.slug))).status_code == 200
-    assert (await client.get("/api/v1/sample/notes", headers=tenant_headers(other.slug))).status_code == 200
+    other_member = await sign_in(other, role="member")
+    assert (await client.get("/api/v1/sample/notes", headers=other_member)).status_code == 200
     await change_gauge(kernel, tenant, "storage_bytes", 1234)
 
     response = await client.get(f"{PLATFORM}/{tenant.id}/usage", headers=operator_headers)
@@ -342,6 +377,9 @@ async def test_usage_shows_todays_api_calls_and_the_gauges(
     assert usage["daily"] == [{"day": _today(), "metric": "api_calls", "value": 3}]
     assert usage["gauges"] == {"storage_bytes": 1234}
     assert usage["limits"] == kernel.quotas.limits(tenant)
+    # The other tenant's calls, the sign-in and the authenticated one, are counted as its own.
+    other_usage = (await client.get(f"{PLATFORM}/{other.id}/usage", headers=operator_headers)).json()
+    assert {"day": _today(), "metric": "api_calls", "value": 2} in other_usage["daily"]
 
 
 async def test_flushing_twice_does_not_count_twice(

@@ -27,6 +27,11 @@ def host_headers(slug: str) -> dict[str, str]:
     return {"Host": f"{slug}.localhost"}
 
 
+def on_host(signed_in: dict[str, str]) -> dict[str, str]:
+    """A signed-in member's headers naming the tenant by its ``Host`` subdomain instead of ``X-Tenant``."""
+    return {**host_headers(signed_in["X-Tenant"]), "Authorization": signed_in["Authorization"]}
+
+
 def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
@@ -37,8 +42,8 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
-async def note_titles(client: Any, slug: str) -> list[str]:
-    response = await client.get(NOTES, headers=tenant_headers(slug))
+async def note_titles(client: Any, headers: dict[str, str]) -> list[str]:
+    response = await client.get(NOTES, headers=headers)
     assert response.status_code == 200, response.text
     return [n["title"] for n in response.json()]
 
@@ -162,10 +167,11 @@ def test_slug_from_host_refuses_the_bare_base_domain(port: int) -> None:
 
 
 async def test_suspended_tenant_keeps_data_but_refuses_requests(
-    client: Any, kernel: Any, make_tenant: Any, operator_headers: dict[str, str]
+    client: Any, kernel: Any, make_tenant: Any, sign_in: Any, operator_headers: dict[str, str]
 ) -> None:
     tenant = await make_tenant()
-    created = await client.post(NOTES, json={"title": "Keep me"}, headers=tenant_headers(tenant.slug))
+    member = await sign_in(tenant, role="owner")
+    created = await client.post(NOTES, json={"title": "Keep me"}, headers=member)
     assert created.status_code == 201
 
     suspended = await client.post(
@@ -177,14 +183,21 @@ async def test_suspended_tenant_keeps_data_but_refuses_requests(
     for method, path, headers in [
         ("GET", "/api/v1/tenant", tenant_headers(tenant.slug)),
         ("GET", "/api/v1/tenant", host_headers(tenant.slug)),
+        ("GET", "/api/v1/tenant", member),
         ("GET", NOTES, tenant_headers(tenant.slug)),
-        ("GET", f"{NOTES}/{created.json()['id']}", host_headers(tenant.slug)),
-        ("POST", NOTES, tenant_headers(tenant.slug)),
+        ("GET", NOTES, member),
+        ("GET", f"{NOTES}/{created.json()['id']}", on_host(member)),
+        ("POST", NOTES, member),
+        ("DELETE", f"{NOTES}/{created.json()['id']}", member),
     ]:
         kwargs = {"json": {"title": "Not while suspended"}} if method == "POST" else {}
         response = await client.request(method, path, headers=headers, **kwargs)
         body = assert_problem(response, 403, "tenant-suspended")
         assert "suspended" in body["detail"]
+    # Nor does the token alone, naming no address, reach the tenant: it is resolved from the token's claim.
+    token_only = await client.get(NOTES, headers={"Authorization": member["Authorization"]})
+    assert token_only.status_code == 403, token_only.text
+    assert token_only.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
 
     async with kernel.db.session(tenant.id) as session:
         titles = sorted((await session.execute(select(Note.title))).scalars())
@@ -196,7 +209,9 @@ async def test_suspended_tenant_keeps_data_but_refuses_requests(
     assert resumed.json().get("suspended_reason") is None
 
     assert (await client.get("/api/v1/tenant", headers=host_headers(tenant.slug))).status_code == 200
-    assert sorted(await note_titles(client, tenant.slug)) == ["Keep me", "Welcome"]
+    assert sorted(await note_titles(client, member)) == ["Keep me", "Welcome"]
+    assert (await client.get(f"{NOTES}/{created.json()['id']}", headers=on_host(member))).status_code == 200
+    assert (await client.get(NOTES, headers={"Authorization": member["Authorization"]})).status_code == 200
 
 
 async def test_suspension_takes_effect_at_once_even_with_a_tenant_cache(
@@ -217,10 +232,13 @@ async def test_suspension_takes_effect_at_once_even_with_a_tenant_cache(
 
 
 async def test_a_tenant_that_switches_a_module_off_no_longer_reaches_it(
-    client: Any, make_tenant: Any, operator_headers: dict[str, str]
+    client: Any, make_tenant: Any, sign_in: Any, operator_headers: dict[str, str]
 ) -> None:
     a, b = await make_tenant(), await make_tenant()
-    note = (await client.post(NOTES, json={"title": "A's"}, headers=tenant_headers(a.slug))).json()
+    member_a, member_b = await sign_in(a, role="owner"), await sign_in(b, role="owner")
+    created = await client.post(NOTES, json={"title": "A's"}, headers=member_a)
+    assert created.status_code == 201, created.text
+    note = created.json()
 
     response = await client.patch(
         f"/api/v1/platform/tenants/{a.id}/settings", json={"disabled_modules": ["sample"]}, headers=operator_headers
@@ -228,18 +246,18 @@ async def test_a_tenant_that_switches_a_module_off_no_longer_reaches_it(
     assert response.status_code == 200
     assert response.json()["settings"]["disabled_modules"] == ["sample"]
 
-    assert_problem(await client.get(NOTES, headers=tenant_headers(a.slug)), 404, "not-found")
-    assert_problem(await client.get(f"{NOTES}/{note['id']}", headers=tenant_headers(a.slug)), 404, "not-found")
-    assert_problem(await client.post(NOTES, json={"title": "x"}, headers=host_headers(a.slug)), 404, "not-found")
+    assert_problem(await client.get(NOTES, headers=member_a), 404, "not-found")
+    assert_problem(await client.get(f"{NOTES}/{note['id']}", headers=member_a), 404, "not-found")
+    assert_problem(await client.post(NOTES, json={"title": "x"}, headers=on_host(member_a)), 404, "not-found")
     # The kernel's own routes stay, and another tenant still has the module.
     assert (await client.get("/api/v1/tenant", headers=tenant_headers(a.slug))).status_code == 200
-    assert (await client.get(NOTES, headers=tenant_headers(b.slug))).status_code == 200
+    assert (await client.get(NOTES, headers=member_b)).status_code == 200
 
     switched_on = await client.patch(
         f"/api/v1/platform/tenants/{a.id}/settings", json={"disabled_modules": []}, headers=operator_headers
     )
     assert switched_on.status_code == 200
-    assert "A's" in await note_titles(client, a.slug)
+    assert "A's" in await note_titles(client, member_a)
 
 
 async def test_a_module_switched_off_at_creation_does_not_seed_the_tenant(
@@ -409,22 +427,30 @@ async def test_plugins_seed_a_new_tenant_in_the_same_transaction(kernel: Any, ma
     assert note_xmin == tenant_xmin  # written by the transaction that created the tenant
 
 
-async def test_one_tenants_notes_are_never_listed_for_another(client: Any, make_tenant: Any) -> None:
+async def test_one_tenants_notes_are_never_listed_for_another(client: Any, make_tenant: Any, sign_in: Any) -> None:
     a, b = await make_tenant(), await make_tenant()
-    await client.post(NOTES, json={"title": "A secret"}, headers=tenant_headers(a.slug))
-    await client.post(NOTES, json={"title": "B public"}, headers=tenant_headers(b.slug))
+    member_a, member_b = await sign_in(a, role="member"), await sign_in(b, role="member")
+    assert (await client.post(NOTES, json={"title": "A secret"}, headers=member_a)).status_code == 201
+    assert (await client.post(NOTES, json={"title": "B public"}, headers=member_b)).status_code == 201
 
-    assert sorted(await note_titles(client, a.slug)) == ["A secret", "Welcome"]
-    assert sorted(await note_titles(client, b.slug)) == ["B public", "Welcome"]
+    assert sorted(await note_titles(client, member_a)) == ["A secret", "Welcome"]
+    assert sorted(await note_titles(client, member_b)) == ["B public", "Welcome"]
+    assert sorted(await note_titles(client, on_host(member_b))) == ["B public", "Welcome"]
 
 
-async def test_another_tenants_note_id_looks_exactly_like_a_missing_one(client: Any, make_tenant: Any) -> None:
+async def test_another_tenants_note_id_looks_exactly_like_a_missing_one(
+    client: Any, make_tenant: Any, sign_in: Any
+) -> None:
     a, b = await make_tenant(), await make_tenant()
-    note_id = (await client.post(NOTES, json={"title": "A secret"}, headers=tenant_headers(a.slug))).json()["id"]
-    assert (await client.get(f"{NOTES}/{note_id}", headers=tenant_headers(a.slug))).status_code == 200
+    # B's member is an owner: allowed to read and delete notes, so only isolation can stop them.
+    member_a, member_b = await sign_in(a, role="owner"), await sign_in(b, role="owner")
+    created = await client.post(NOTES, json={"title": "A secret"}, headers=member_a)
+    assert created.status_code == 201, created.text
+    note_id = created.json()["id"]
+    assert (await client.get(f"{NOTES}/{note_id}", headers=member_a)).status_code == 200
 
-    foreign = await client.get(f"{NOTES}/{note_id}", headers=tenant_headers(b.slug))
-    missing = await client.get(f"{NOTES}/{uuid.uuid4()}", headers=tenant_headers(b.slug))
+    foreign = await client.get(f"{NOTES}/{note_id}", headers=member_b)
+    missing = await client.get(f"{NOTES}/{uuid.uuid4()}", headers=member_b)
 
     assert foreign.status_code == missing.status_code == 404
 
@@ -434,8 +460,50 @@ async def test_another_tenants_note_id_looks_exactly_like_a_missing_one(client: 
     assert comparable(foreign) == comparable(missing)
     assert foreign.headers["content-type"] == missing.headers["content-type"]
     # Nor can B delete it.
-    assert (await client.delete(f"{NOTES}/{note_id}", headers=tenant_headers(b.slug))).status_code == 404
-    assert (await client.get(f"{NOTES}/{note_id}", headers=tenant_headers(a.slug))).status_code == 200
+    assert_problem(await client.delete(f"{NOTES}/{note_id}", headers=member_b), 404, "not-found")
+    assert_problem(await client.delete(f"{NOTES}/{note_id}", headers=on_host(member_b)), 404, "not-found")
+    assert (await client.get(f"{NOTES}/{note_id}", headers=member_a)).status_code == 200
+
+
+@pytest.mark.parametrize("address", ["x-tenant", "host"])
+async def test_a_members_token_on_another_tenants_address_is_refused(
+    client: Any, make_tenant: Any, sign_in: Any, address: str
+) -> None:
+    a, b = await make_tenant(), await make_tenant()
+    member_a = await sign_in(a, role="owner")
+    created = await client.post(NOTES, json={"title": "A secret"}, headers=member_a)
+    assert created.status_code == 201, created.text
+    b_address = tenant_headers(b.slug) if address == "x-tenant" else host_headers(b.slug)
+    on_b = {**b_address, "Authorization": member_a["Authorization"]}
+
+    for method, path in [("GET", NOTES), ("GET", f"{NOTES}/{created.json()['id']}"), ("POST", NOTES)]:
+        kwargs = {"json": {"title": "Planted in B"}} if method == "POST" else {}
+        response = await client.request(method, path, headers=on_b, **kwargs)
+        assert_problem(response, 403, "tenant-mismatch")
+
+    member_b = await sign_in(b, role="owner")
+    assert sorted(await note_titles(client, member_b)) == ["Welcome"]
+
+
+async def test_notes_without_signing_in_are_a_401_problem(client: Any, make_tenant: Any, sign_in: Any) -> None:
+    tenant = await make_tenant()
+    member = await sign_in(tenant, role="owner")
+    created = await client.post(NOTES, json={"title": "Members only"}, headers=member)
+    assert created.status_code == 201, created.text
+    note_id = created.json()["id"]
+
+    for method, path, headers in [
+        ("GET", NOTES, tenant_headers(tenant.slug)),
+        ("GET", f"{NOTES}/{note_id}", host_headers(tenant.slug)),
+        ("POST", NOTES, tenant_headers(tenant.slug)),
+        ("DELETE", f"{NOTES}/{note_id}", tenant_headers(tenant.slug)),
+    ]:
+        kwargs = {"json": {"title": "Anonymous"}} if method == "POST" else {}
+        response = await client.request(method, path, headers=headers, **kwargs)
+        assert_problem(response, 401, "authentication-required")
+        assert response.headers["www-authenticate"].lower().startswith("bearer")
+
+    assert sorted(await note_titles(client, member)) == ["Members only", "Welcome"]
 
 
 async def test_an_orm_session_of_one_tenant_sees_none_of_anothers_rows(kernel: Any, make_tenant: Any) -> None:
