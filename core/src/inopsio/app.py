@@ -27,7 +27,6 @@ from inopsio import __version__
 from inopsio.db.base import Base
 from inopsio.db.engine import Database
 from inopsio.db.roles import app_url_from_owner_url, check_app_role
-from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.embedded import ensure_services
 from inopsio.errors import EXCEPTION_HANDLERS, Problem
 from inopsio.events.bus import EventBus
@@ -143,9 +142,12 @@ async def provide_tenant(request: Request[Any, Any, Any]) -> TenantInfo:
     return tenant
 
 
-async def provide_db_session(kernel: KernelDep, tenant: CurrentTenant) -> AsyncGenerator[AsyncSession, None]:
+async def provide_db_session(request: Request[Any, Any, Any]) -> AsyncGenerator[AsyncSession, None]:
     """The request's database session: one transaction scoped to the request's tenant."""
-    async with kernel.db.session(tenant.id) as session:
+    # Reads the kernel and tenant itself rather than through two more injected dependencies:
+    # this runs on nearly every request.
+    tenant = await provide_tenant(request)
+    async with request.app.state.kernel.db.session(tenant.id) as session:
         yield session
 
 

