@@ -108,6 +108,9 @@ class Database:
         async with self.engine.connect() as connection:
             # BEGIN and COMMIT go straight to psycopg: SQLAlchemy's statement machinery would only add
             # cost to commands that return nothing (the driver connection is in autocommit mode).
+            # Open SQLAlchemy's transaction first, so an ORM session on this connection joins it
+            # instead of owning it (and rolling it back when the session closes).
+            await connection.begin()
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None
             await driver.execute(_begin_statement(tenant_id, user_id))
