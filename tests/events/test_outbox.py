@@ -164,3 +164,22 @@ async def test_publishing_an_undeclared_type_is_refused(kernel: Any, make_tenant
     tenant = await make_tenant()
     with pytest.raises(UnknownEventType):
         await kernel.events.emit(tenant.id, "sample.note.vanished", {})
+
+
+async def test_retention_deletes_only_events_older_than_the_setting(
+    kernel: Any, make_tenant: Any, monkeypatch: Any
+) -> None:
+    import datetime as dt
+
+    from inopsio.events.plugin import apply_retention
+
+    tenant = await make_tenant()
+    old = await kernel.events.emit(tenant.id, "sample.note.created", {"note_id": str(tenant.id), "title": "old"})
+    new = await kernel.events.emit(tenant.id, "sample.note.created", {"note_id": str(tenant.id), "title": "new"})
+    async with kernel.db.session(tenant.id) as session:
+        record = (await session.execute(select(EventRecord).where(EventRecord.id == old.id))).scalar_one()
+        record.occurred_at = record.occurred_at - dt.timedelta(days=kernel.settings.event_retention_days + 1)
+    assert await apply_retention({"kernel": kernel}) >= 1
+    async with kernel.db.session(tenant.id) as session:
+        left = set((await session.execute(select(EventRecord.id))).scalars())
+    assert left == {new.id}

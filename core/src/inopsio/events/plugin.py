@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from sqlalchemy import delete, select, text
+
 from inopsio import hookimpl
+from inopsio.db.base import utcnow
+from inopsio.db.rls import TENANT_SETTING
 from inopsio.events.controllers import EventsController
 from inopsio.events.models import Delivery, EventRecord, PendingEvent
 from inopsio.identity.rbac import Permission
+from inopsio.settings import Settings
+from inopsio.tenancy.models import Tenant
 
 
 @hookimpl
@@ -33,4 +40,40 @@ def register_permissions(register: Any) -> None:
     )
     register(
         Permission(name="kernel.events.admin", description="See and replay failed event deliveries", roles=("admin",))
+    )
+
+
+async def apply_retention(ctx: dict[str, Any]) -> int:
+    """Delete events (and their delivery records) older than ``event_retention_days``, every tenant.
+
+    One transaction, switching the tenant setting before each tenant's deletes (row-level security).
+    """
+    kernel = ctx["kernel"]
+    cutoff = utcnow() - dt.timedelta(days=kernel.settings.event_retention_days)
+    deleted = 0
+    async with kernel.db.transaction(None) as connection:
+        tenant_ids = list((await connection.execute(select(Tenant.id))).scalars())
+        for tenant_id in tenant_ids:
+            await connection.execute(
+                text(f"SELECT set_config('{TENANT_SETTING}', :tenant, true)"), {"tenant": str(tenant_id)}
+            )
+            old = select(EventRecord.id).where(EventRecord.tenant_id == tenant_id, EventRecord.occurred_at < cutoff)
+            await connection.execute(
+                delete(Delivery).where(Delivery.tenant_id == tenant_id, Delivery.event_id.in_(old))
+            )
+            result = await connection.execute(
+                delete(EventRecord).where(EventRecord.tenant_id == tenant_id, EventRecord.occurred_at < cutoff)
+            )
+            deleted += result.rowcount or 0
+    return deleted
+
+
+@hookimpl
+def register_jobs(register: Any, settings: Settings) -> None:
+    register(
+        apply_retention,
+        name="kernel.event_retention",
+        max_tries=1,
+        timeout=3600,
+        cron={"hour": {3}, "minute": {17}, "second": 0},
     )
