@@ -73,6 +73,25 @@ def event_of(record: EventRecord) -> DomainEvent:
     )
 
 
+def add_to_outbox(
+    session: AsyncSession, tenant_id: UUID, event_type: str, payload: dict[str, Any], actor: str | None
+) -> DomainEvent:
+    """Add an event and its pending marker to ``session`` (validated by the caller).
+
+    Without a NOTIFY the dispatchers still find it on their next poll (within a second).
+    """
+    event = DomainEvent(
+        id=new_id(), type=event_type, tenant_id=tenant_id, actor=actor, occurred_at=utcnow(), data=payload
+    )
+    session.add(
+        EventRecord(
+            id=event.id, tenant_id=tenant_id, type=event_type, actor=actor, occurred_at=event.occurred_at, data=payload
+        )
+    )
+    session.add(PendingEvent(event_id=event.id, tenant_id=tenant_id, available_at=event.occurred_at))
+    return event
+
+
 class UnknownEventType(ValueError):
     pass
 
@@ -126,15 +145,7 @@ class EventBus:
         tenant = tenant_id or session.info.get("tenant_id")
         if tenant is None:
             raise ValueError("publish needs a tenant: use a tenant-scoped session or pass tenant_id")
-        event = DomainEvent(
-            id=new_id(), type=event_type, tenant_id=tenant, actor=actor, occurred_at=utcnow(), data=payload
-        )
-        session.add(
-            EventRecord(
-                id=event.id, tenant_id=tenant, type=event_type, actor=actor, occurred_at=event.occurred_at, data=payload
-            )
-        )
-        session.add(PendingEvent(event_id=event.id, tenant_id=tenant, available_at=event.occurred_at))
+        event = add_to_outbox(session, tenant, event_type, payload, actor)
         await session.execute(
             text("SELECT pg_notify(:channel, :payload)"), {"channel": self.channel, "payload": str(event.id)}
         )

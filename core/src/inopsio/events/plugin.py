@@ -12,6 +12,8 @@ from inopsio.db.base import utcnow
 from inopsio.db.rls import TENANT_SETTING
 from inopsio.events.controllers import EventsController
 from inopsio.events.models import Delivery, EventRecord, PendingEvent
+from inopsio.events.schemas import EventType
+from inopsio.identity.audit import AuditRecorded
 from inopsio.identity.rbac import Permission
 from inopsio.settings import Settings
 from inopsio.tenancy.models import Tenant
@@ -22,6 +24,17 @@ def register_models(register: Any) -> None:
     register(EventRecord)
     register(PendingEvent)
     register(Delivery)
+
+
+@hookimpl
+def register_event_types(register: Any) -> None:
+    register(
+        EventType(
+            name="kernel.audit.recorded",
+            description="A security-relevant action was written to the tenant's audit log",
+            payload=AuditRecorded,
+        )
+    )
 
 
 @hookimpl

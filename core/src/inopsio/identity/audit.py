@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import msgspec
+
+from inopsio.db.base import new_id
+from inopsio.events.bus import add_to_outbox
 from inopsio.identity.models import AuditEntry
 
 if TYPE_CHECKING:
@@ -57,6 +61,7 @@ async def record(
 ) -> AuditEntry:
     """Add an entry in the caller's tenant-scoped transaction (it commits or rolls back with it)."""
     entry = AuditEntry(
+        id=new_id(),
         tenant_id=tenant_id,
         action=action,
         actor_id=actor_id,
@@ -67,4 +72,39 @@ async def record(
         details=details,
     )
     session.add(entry)
+    # Every entry is also a security event, for the security module (and webhooks) to consume.
+    add_to_outbox(
+        session,
+        tenant_id,
+        AUDIT_EVENT,
+        msgspec.to_builtins(
+            AuditRecorded(
+                audit_id=entry.id,
+                action=action,
+                actor_id=actor_id,
+                actor_label=entry.actor_label,
+                ip=entry.ip,
+                user_agent=entry.user_agent,
+                outcome=outcome,
+                details=details,
+            )
+        ),
+        entry.actor_label or None,
+    )
     return entry
+
+
+AUDIT_EVENT = "kernel.audit.recorded"
+
+
+class AuditRecorded(msgspec.Struct, kw_only=True):
+    """Data of ``kernel.audit.recorded``: one audit log entry, as a security event."""
+
+    audit_id: UUID
+    action: str
+    actor_id: UUID | None
+    actor_label: str
+    ip: str
+    user_agent: str
+    outcome: str
+    details: dict[str, Any]
