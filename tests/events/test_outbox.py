@@ -183,3 +183,18 @@ async def test_retention_deletes_only_events_older_than_the_setting(
     async with kernel.db.session(tenant.id) as session:
         left = set((await session.execute(select(EventRecord.id))).scalars())
     assert left == {new.id}
+
+
+def test_docs_events_md_lists_exactly_the_product_catalog() -> None:
+    """docs/events.md is generated from the declarations (run `inopsio events-catalog --write`)."""
+    from pathlib import Path
+
+    from inopsio.app import collect_events
+    from inopsio.events.catalog import END, START, render_markdown
+    from inopsio.plugins import build_plugin_manager, installed_entry_points
+
+    product_plugins = [name for name in installed_entry_points() if name != "sample"]
+    types, _ = collect_events(build_plugin_manager(product_plugins))
+    text = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    committed = START + text.split(START, 1)[1].split(END, 1)[0] + END
+    assert committed == render_markdown(types)

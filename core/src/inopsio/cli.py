@@ -347,6 +347,23 @@ def plugins() -> None:
         click.echo(f"    hooks: {', '.join(info.hooks) or '(none)'}")
 
 
+@main.command("events-catalog")
+@click.option("--write", "write_path", type=click.Path(dir_okay=False), help="Update this Markdown file's catalog.")
+def events_catalog(write_path: str | None) -> None:
+    """Print (or write into docs/events.md) the event types the loaded plugins declare."""
+    from pathlib import Path
+
+    from inopsio.app import collect_events
+    from inopsio.events.catalog import render_markdown, write_into
+
+    types, _ = collect_events(_registry(_settings()))
+    if write_path:
+        changed = write_into(Path(write_path), types)
+        click.echo(f"{write_path}: {'updated' if changed else 'already up to date'}")
+    else:
+        click.echo(render_markdown(types))
+
+
 @main.group()
 def operator() -> None:
     """Platform operator credentials for /api/v1/platform."""
