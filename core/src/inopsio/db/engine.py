@@ -67,6 +67,10 @@ def _scope_to_tenant(state: ORMExecuteState) -> None:
     # Explicitly cross-tenant reads (a user's own memberships) rely on row-level security alone.
     if state.execution_options.get("include_all_tenants"):
         return
+    # Core statements on tables (no mapped entity) rely on row-level security alone: adding the
+    # criteria would only cost cache-key work on every execution.
+    if not state.all_mappers:
+        return
     if state.is_select or state.is_update or state.is_delete:
         state.statement = state.statement.options(
             with_loader_criteria(
