@@ -101,7 +101,11 @@ class RealtimeHub:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="realtime hub")
-        await asyncio.wait_for(self._connected.wait(), SUBSCRIBE_TIMEOUT_SECONDS * 2)
+        try:
+            await asyncio.wait_for(self._connected.wait(), SUBSCRIBE_TIMEOUT_SECONDS * 2)
+        except TimeoutError:
+            # Redis is away: the app serves everything else, and the hub connects when Redis returns.
+            log.warning("real-time hub could not reach Redis yet; WebSockets wait for it")
 
     async def stop(self) -> None:
         if self._task is not None:
