@@ -256,7 +256,15 @@ def worker(burst: bool, metrics_port: int | None) -> None:
                 click.echo(f"{outcome.complete} job(s) done, {outcome.failed} failed, {outcome.retried} retried")
                 return
             click.echo(f"worker running jobs {names}; Ctrl+C to stop")
-            await run_worker(kernel, handle_signals=True)
+            # Workers dispatch events too, so they are delivered with no web process running.
+            dispatcher = asyncio.create_task(kernel.events.run(kernel)) if kernel.settings.dispatch_events else None
+            try:
+                await run_worker(kernel, handle_signals=True)
+            finally:
+                if dispatcher is not None:
+                    dispatcher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await dispatcher
         finally:
             kernel.observability.close()  # export the last spans; drop this process's live gauges
 

@@ -105,6 +105,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     public_url: str = "http://{tenant}.localhost:8000"
     #: Run the event dispatcher in this process (every web process and worker, by default).
     dispatch_events: bool = True
+    #: Seconds a running job stays claimed by its worker, renewed every third of it while the job
+    #: runs: a job whose worker died is run again by another worker this long after the last renewal.
+    job_lease_seconds: float = 30.0
     #: Days the event log (activity feed) keeps events.
     event_retention_days: int = 90
     #: Outgoing webhooks: seconds before the first retry of a failed delivery (doubling each time, at
@@ -154,6 +157,8 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise ValueError("jwt_keys entries are kid:secret with a secret of at least 32 characters")
         if self.access_token_seconds < 30:
             raise ValueError("access_token_seconds must be at least 30")
+        if self.job_lease_seconds < 1:
+            raise ValueError("job_lease_seconds must be at least 1")
         if self.webhook_retry_base_seconds <= 0 or self.webhook_retry_window_seconds < 0:
             raise ValueError("webhook_retry_base_seconds must be > 0 and webhook_retry_window_seconds >= 0")
 

@@ -8,8 +8,11 @@ until the window passes, and the answer says how long is left. A success clears 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
 
 from inopsio.errors import Problem
 
@@ -35,11 +38,20 @@ class LoginThrottle:
     async def before_attempt(self, account: str, address: str) -> None:
         """Refuse (429) a locked account or address; otherwise wait as long as recent failures ask."""
         keys = self._keys(account, address)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.get(key)
-                pipe.ttl(key)
-            acct, acct_ttl, ip, ip_ttl = await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(key)
+                    pipe.ttl(key)
+                acct, acct_ttl, ip, ip_ttl = await pipe.execute()
+        except RedisError:
+            # Without its counts the throttle cannot stop password guessing: refuse, and say so (not a 500).
+            raise Problem(
+                503,
+                "login-unavailable",
+                "Signing in is unavailable for a moment. Try again shortly.",
+                headers={"Retry-After": "30"},
+            ) from None
         failures = max(int(acct or 0), int(ip or 0))
         if failures >= self.max_failures:
             ttl = max(int(acct_ttl if int(acct or 0) >= self.max_failures else ip_ttl), 1)
@@ -63,4 +75,5 @@ class LoginThrottle:
         return max(int(acct), int(ip))
 
     async def succeeded(self, account: str) -> None:
-        await self.redis.delete(self._keys(account, "-")[0])
+        with contextlib.suppress(RedisError):  # the count then lapses with its window
+            await self.redis.delete(self._keys(account, "-")[0])

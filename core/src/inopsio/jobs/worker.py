@@ -3,6 +3,10 @@
 Any exception retries the job after a growing delay until its ``max_tries`` are spent (so a job
 must be idempotent: it may run again after a partial run); ``PermanentJobError`` fails it at once.
 A try that outlives its ``timeout`` is cancelled and counts as a failure.
+
+A worker holds each running job under a short lease (``job_lease_seconds``) that it renews while the
+job runs, so a job whose worker died (killed, machine lost) is run again by another worker soon after,
+rather than when the longest job timeout of the installation has passed (arq's own in-progress expiry).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from arq import Retry, cron, func
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 from redis.asyncio import ConnectionPool
 
@@ -85,6 +90,35 @@ def _runner(definition: JobDefinition) -> Any:
     return run
 
 
+class LeasedWorker(Worker):
+    """arq's Worker whose claim on a running job is a short lease, renewed while the job runs."""
+
+    lease_seconds: float = 30.0
+
+    async def main(self) -> None:
+        renewal = asyncio.create_task(self._renew_leases())
+        try:
+            await super().main()
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+            if not running or self._pool is None:
+                continue
+            try:
+                async with self.pool.pipeline(transaction=False) as pipe:
+                    for job_id in running:  # PEXPIRE leaves a finished job's deleted key deleted
+                        pipe.pexpire(in_progress_key_prefix + job_id, int(self.lease_seconds * 1000))
+                    await pipe.execute()
+            except Exception:
+                log.warning("renewing the leases of %d running job(s) failed", len(running), exc_info=True)
+
+
 def build_worker(
     kernel: Kernel,
     *,
@@ -114,7 +148,7 @@ def build_worker(
                     **common,  # type: ignore[arg-type]
                 )
             )
-    return Worker(
+    worker = LeasedWorker(
         functions,
         cron_jobs=cron_jobs,
         queue_name=queue_name(settings),
@@ -130,6 +164,9 @@ def build_worker(
         job_deserializer=deserialize,
         keep_result=3600,
     )
+    # arq would hold a job for the longest timeout of all jobs (an hour for some) after its worker died.
+    worker.lease_seconds = worker.in_progress_timeout_s = settings.job_lease_seconds
+    return worker
 
 
 async def stop_worker(worker: Worker, grace_seconds: float = 10.0) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 import msgspec
 from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
 
-from inopsio_sample.models import Note
+from inopsio_sample.models import Note, NoteTag
 
 log = logging.getLogger("inopsio_sample.jobs")
 
@@ -43,3 +45,23 @@ async def count_notes(ctx: dict[str, Any], *, steps: int = 4, hold: str | None =
         notes: int = (await session.execute(select(func.count()).select_from(Note))).scalar_one()
     await ctx["progress"](100, f"{notes} notes")
     return notes
+
+
+async def tag_note(
+    ctx: dict[str, Any], *, note_id: str, tag: str, started: str | None = None, hold: str | None = None
+) -> int:
+    """Tag a note, once however often the job runs: the tag's id derives from the job id (a try that
+    committed and died before arq recorded it adds nothing again), and it is written in one transaction
+    (a try killed before its commit leaves nothing). With ``started`` (a Redis list) each try pushes its
+    number there once its row is written; with ``hold`` it then waits, uncommitted, until something is
+    pushed to that list (4 s at most), so a test can kill its worker mid-job. Returns the try."""
+    job_try: int = ctx["job_try"]
+    redis = ctx["kernel"].redis
+    async with ctx["db_session"]() as session:
+        row = {"id": uuid5(NAMESPACE_URL, ctx["job_id"]), "tenant_id": ctx["tenant_id"], "note_id": UUID(note_id)}
+        await session.execute(insert(NoteTag).values(**row, tag=tag).on_conflict_do_nothing())
+        if started:
+            await redis.rpush(started, job_try)
+        if hold:
+            await redis.blpop([hold], timeout=4)
+    return job_try

@@ -9,7 +9,7 @@ from inopsio import hookimpl
 from inopsio.events.schemas import DomainEvent, EventType
 from inopsio.identity.rbac import Permission
 from inopsio_sample.controllers import NoteController, NoteCreated, get_public_note, start_note_count
-from inopsio_sample.jobs import count_notes, report_scope
+from inopsio_sample.jobs import count_notes, report_scope, tag_note
 from inopsio_sample.models import Note, NoteTag
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "versions"
@@ -38,6 +38,7 @@ def register_jobs(register: Any) -> None:
     # Short delays and timeout so the tests of retries and timeouts run in about a second.
     register(report_scope, name="sample.report_scope", max_tries=3, timeout=1.0, retry_delay=0.2)
     register(count_notes, name="sample.count_notes", max_tries=1, timeout=30.0)
+    register(tag_note, name="sample.tag_note", max_tries=3, timeout=10.0, retry_delay=0.2)
 
 
 @hookimpl
