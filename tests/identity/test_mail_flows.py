@@ -208,7 +208,7 @@ async def test_existing_identity_joins_only_by_proving_it_is_the_invited_one(
     await client.post("/api/v1/invitations", json={"email": account["email"], "role": "viewer"}, headers=admin)
     await run_jobs()
     # The sign-up's verification mail went to the same address; the jobs may deliver in any order.
-    [message] = [m for m in smtp_sink.to(account["email"]) if "/accept-invitation" in str(m)]
+    [message] = [m for m in smtp_sink.to(account["email"]) if "/accept-invitation" in text_of(m)]
     token = link_token(message, "/accept-invitation")
     headers = {"X-Tenant": tenant.slug}
     wrong = await client.post(

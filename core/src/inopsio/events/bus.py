@@ -26,7 +26,7 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from inopsio.db.base import new_id, utcnow
@@ -90,6 +90,39 @@ def add_to_outbox(
     )
     session.add(PendingEvent(event_id=event.id, tenant_id=tenant_id, available_at=event.occurred_at))
     return event
+
+
+#: Locks the pending rows a claim still holds (a row re-claimed after its lease, or already finished,
+#: is not returned), with their events (``type`` is NULL when the event is gone with its tenant).
+_OWN_BATCH = text(
+    """
+    SELECT p.event_id, l.type, l.actor, l.occurred_at, l.data
+    FROM event_pending p
+    JOIN unnest(CAST(:ids AS uuid[]), CAST(:claims AS int[])) AS c(event_id, claims)
+      ON p.event_id = c.event_id AND p.claims = c.claims
+    LEFT JOIN event_log l ON l.id = p.event_id
+    ORDER BY p.event_id
+    FOR UPDATE OF p
+    """
+)
+_DELIVERIES = text(
+    "SELECT event_id, handler, status, attempts, next_attempt_at FROM event_deliveries WHERE event_id = ANY(:ids)"
+)
+#: Records a batch's handler outcomes in one statement of fixed shape (prepared once per connection).
+_RECORD_DELIVERIES = text(
+    """
+    INSERT INTO event_deliveries
+        (tenant_id, event_id, handler, status, attempts, last_error, next_attempt_at, updated_at)
+    SELECT :tenant_id, d.event_id, d.handler, d.status, d.attempts, d.last_error, d.next_attempt_at, now()
+    FROM unnest(
+        CAST(:event_id AS uuid[]), CAST(:handler AS text[]), CAST(:status AS text[]), CAST(:attempts AS int[]),
+        CAST(:last_error AS text[]), CAST(:next_attempt_at AS timestamptz[])
+    ) AS d(event_id, handler, status, attempts, last_error, next_attempt_at)
+    ON CONFLICT (tenant_id, event_id, handler) DO UPDATE SET
+        status = excluded.status, attempts = excluded.attempts, last_error = excluded.last_error,
+        next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at
+    """
+)
 
 
 class UnknownEventType(ValueError):
@@ -218,60 +251,134 @@ class EventBus:
         for event_id, tenant_id, claims in claimed:
             by_tenant[tenant_id].append((event_id, claims))
         for tenant_id, items in by_tenant.items():
+            # A tenant's events in the order they happened (ids are UUIDv7).
+            items.sort()
             await self._deliver_tenant(kernel, tenant_id, items)
         return len(claimed)
 
     async def _deliver_tenant(self, kernel: Kernel, tenant_id: UUID, items: list[tuple[UUID, int]]) -> None:
-        tenant = await kernel.tenants.directory.get_by_id(tenant_id)
-        ids = [event_id for event_id, _ in items]
-        async with self.db.session(tenant_id) as session:
-            records = (await session.execute(select(EventRecord).where(EventRecord.id.in_(ids)))).scalars().all()
-            deliveries = (await session.execute(select(Delivery).where(Delivery.event_id.in_(ids)))).scalars().all()
-        events = {r.id: event_of(r) for r in records}
-        state: dict[tuple[UUID, str], Delivery] = {(d.event_id, d.handler): d for d in deliveries}
-        disabled = set(tenant.settings.disabled_modules) if tenant else set()
-        first_claims = {event_id for event_id, claims in items if claims == 1}
-        now = time.time()
-        for event_id in ids:
-            event = events.get(event_id)
-            if event is None:  # the tenant (and its events) is gone
-                await self._finish(event_id, None)
-                continue
-            self.last_lag = max(0.0, now - event.occurred_at.timestamp())
-            if event_id in first_claims or not any(state.get((event_id, h.name)) for h in self.handlers):
-                await self._fan_out(event)
-            next_attempt: dt.datetime | None = None
-            for handler in self.handlers:
-                if not handler.matches(event.type) or handler.plugin in disabled:
-                    continue
-                delivery = state.get((event_id, handler.name))
-                if delivery is not None and delivery.status in ("done", "parked"):
-                    continue
-                if delivery is not None and delivery.next_attempt_at and delivery.next_attempt_at > utcnow():
-                    next_attempt = min(filter(None, (next_attempt, delivery.next_attempt_at)))
-                    continue
-                retry_at = await self._run_handler(kernel, handler, event, delivery)
-                if retry_at is not None:
-                    next_attempt = min(filter(None, (next_attempt, retry_at)))
-            await self._finish(event_id, next_attempt)
-            self.delivered += 1
+        """Deliver one tenant's claimed events in a single tenant-scoped transaction.
 
-    async def _fan_out(self, event: DomainEvent) -> None:
+        The transaction first locks the events' pending rows (still carrying this claim; a row a
+        later claim took over after the lease, or another dispatcher finished, is skipped), loads
+        the events and their deliveries, fans them all out to Redis in one pipeline (before any
+        handler runs, so real time never waits for handlers), runs each matching handler in a
+        savepoint of its own (a failing handler rolls back only its own effects), records every
+        handler's delivery in one statement, and finishes the events in one or two statements. The
+        handlers' effects, their delivery records and the events' completion commit together; a
+        crash anywhere before the commit leaves the batch to be claimed again after the lease.
+        """
+        tenant = await kernel.tenants.directory.get_by_id(tenant_id)
+        disabled = set(tenant.settings.disabled_modules) if tenant else set()
+        async with self.db.session(tenant_id) as session:
+            # Lock the pending rows this claim still holds (with their events, where they still exist).
+            owned = (
+                await session.execute(_OWN_BATCH, {"ids": [i for i, _ in items], "claims": [c for _, c in items]})
+            ).all()
+            if not owned:
+                return
+            ids = [row.event_id for row in owned]
+            first_claims = {event_id for event_id, claims in items if claims == 1}
+            events = {
+                row.event_id: DomainEvent(
+                    id=row.event_id,
+                    type=row.type,
+                    tenant_id=tenant_id,
+                    actor=row.actor,
+                    occurred_at=row.occurred_at,
+                    data=row.data,
+                )
+                for row in owned
+                if row.type is not None
+            }
+            matching = {
+                event.id: [h for h in self.handlers if h.matches(event.type) and h.plugin not in disabled]
+                for event in events.values()
+            }
+            state: dict[tuple[UUID, str], Any] = {}
+            if any(matching.values()):
+                rows = await session.execute(_DELIVERIES, {"ids": ids})
+                state = {(d.event_id, d.handler): d for d in rows}
+            now = time.time()
+            fan_out = []
+            for event_id in ids:
+                event = events.get(event_id)
+                if event is None:
+                    continue
+                self.last_lag = max(0.0, now - event.occurred_at.timestamp())
+                if event_id in first_claims or not any(state.get((event_id, h.name)) for h in self.handlers):
+                    fan_out.append(event)
+            await self._fan_out(fan_out)
+
+            done: list[UUID] = []
+            retry: dict[UUID, dt.datetime] = {}
+            outcomes: list[dict[str, Any]] = []
+            for event_id in ids:
+                event = events.get(event_id)
+                if event is None:  # the tenant (and its events) is gone
+                    done.append(event_id)
+                    continue
+                next_attempt: dt.datetime | None = None
+                for handler in matching[event_id]:
+                    delivery = state.get((event_id, handler.name))
+                    if delivery is not None and delivery.status in ("done", "parked"):
+                        continue
+                    if delivery is not None and delivery.next_attempt_at and delivery.next_attempt_at > utcnow():
+                        next_attempt = min(filter(None, (next_attempt, delivery.next_attempt_at)))
+                        continue
+                    outcome = await self._run_handler(kernel, session, handler, event, delivery)
+                    outcomes.append(outcome)
+                    if outcome["next_attempt_at"] is not None:
+                        next_attempt = min(filter(None, (next_attempt, outcome["next_attempt_at"])))
+                if next_attempt is None:
+                    done.append(event_id)
+                else:
+                    retry[event_id] = next_attempt
+            if outcomes:
+                columns = ("event_id", "handler", "status", "attempts", "last_error", "next_attempt_at")
+                params: dict[str, Any] = {c: [o[c] for o in outcomes] for c in columns}
+                await session.execute(_RECORD_DELIVERIES, {"tenant_id": tenant_id, **params})
+            await self._finish(session, done, retry)
+        self.delivered += len(ids)
+
+    async def _fan_out(self, events: list[DomainEvent]) -> None:
+        """Publish events on their tenants' real-time channels, in one round trip to Redis."""
+        if not events:
+            return
         try:
-            await self.redis.publish(realtime_channel(self.namespace, event.tenant_id), msgspec.json.encode(event))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.publish(realtime_channel(self.namespace, event.tenant_id), msgspec.json.encode(event))
+                await pipe.execute()
         except Exception:
-            log.warning("real-time fan-out of %s failed (Redis unavailable?)", event.id)
+            log.warning("real-time fan-out of %s events failed (Redis unavailable?)", len(events))
 
     async def _run_handler(
-        self, kernel: Kernel, handler: EventHandler, event: DomainEvent, delivery: Delivery | None
-    ) -> dt.datetime | None:
-        """Run one handler; returns when to try again, or None when done or parked."""
+        self,
+        kernel: Kernel,
+        session: AsyncSession,
+        handler: EventHandler,
+        event: DomainEvent,
+        delivery: Any,
+    ) -> dict[str, Any]:
+        """Run one handler in a savepoint of ``session``; returns its delivery record's values.
+
+        The savepoint is only sent when the handler touches the database, so a handler with
+        nothing to do costs no round trip.
+        """
         attempts = (delivery.attempts if delivery else 0) + 1
+        values: dict[str, Any] = {
+            "event_id": event.id,
+            "handler": handler.name,
+            "status": "done",
+            "attempts": attempts,
+            "last_error": None,
+            "next_attempt_at": None,
+        }
         try:
-            async with self.db.session(event.tenant_id) as session:
+            async with session.begin_nested():
                 await handler.function(event, {"kernel": kernel, "session": session, "tenant_id": event.tenant_id})
-                await self._record(session, event, handler, "done", attempts, None, None)
-            return None
+                await session.flush()
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:2000]
             parked = attempts >= handler.max_attempts
@@ -284,42 +391,25 @@ class EventBus:
                 "; parked" if parked else "",
                 error,
             )
-            async with self.db.session(event.tenant_id) as session:
-                await self._record(
-                    session, event, handler, "parked" if parked else "retrying", attempts, error, retry_at
-                )
-            return retry_at
+            values.update(status="parked" if parked else "retrying", last_error=error, next_attempt_at=retry_at)
+        return values
 
     @staticmethod
-    async def _record(
-        session: AsyncSession,
-        event: DomainEvent,
-        handler: EventHandler,
-        status: str,
-        attempts: int,
-        error: str | None,
-        next_attempt_at: dt.datetime | None,
-    ) -> None:
-        values = {
-            "status": status,
-            "attempts": attempts,
-            "last_error": error,
-            "next_attempt_at": next_attempt_at,
-            "updated_at": utcnow(),
-        }
-        stmt = insert(Delivery).values(tenant_id=event.tenant_id, event_id=event.id, handler=handler.name, **values)
-        await session.execute(
-            stmt.on_conflict_do_update(index_elements=["tenant_id", "event_id", "handler"], set_=values)
-        )
-
-    async def _finish(self, event_id: UUID, next_attempt: dt.datetime | None) -> None:
-        async with self.db.session(None) as session:
-            if next_attempt is None:
-                await session.execute(delete(PendingEvent).where(PendingEvent.event_id == event_id))
-            else:
-                await session.execute(
-                    update(PendingEvent).where(PendingEvent.event_id == event_id).values(available_at=next_attempt)
-                )
+    async def _finish(session: AsyncSession, done: list[UUID], retry: dict[UUID, dt.datetime]) -> None:
+        """Remove delivered events from the outbox; make the others due again at their next retry."""
+        if done:
+            await session.execute(text("DELETE FROM event_pending WHERE event_id = ANY(:ids)"), {"ids": done})
+        if retry:
+            await session.execute(
+                text(
+                    """
+                    UPDATE event_pending p SET available_at = r.at
+                    FROM unnest(CAST(:ids AS uuid[]), CAST(:ats AS timestamptz[])) AS r(event_id, at)
+                    WHERE p.event_id = r.event_id
+                    """
+                ),
+                {"ids": list(retry), "ats": list(retry.values())},
+            )
 
     async def replay(self, tenant_id: UUID, event_id: UUID, handler: str) -> bool:
         """Give a parked delivery a fresh set of attempts, now."""

@@ -47,6 +47,8 @@ TIMEOUT_SECONDS = 10.0
 RESPONSE_BODY_BYTES = 1024
 MAX_RETRY_DELAY_SECONDS = 3600.0
 SIGNATURE_HEADER = "Inopsio-Signature"
+#: Where :func:`enqueue_deliveries` keeps a transaction's enabled subscriptions (``session.info``).
+SUBSCRIPTIONS_INFO = "kernel.webhooks.subscriptions"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -186,11 +188,16 @@ async def enqueue_deliveries(event: DomainEvent, ctx: dict[str, Any]) -> None:
     """Event handler (every type): queue one delivery job per matching enabled subscription."""
     kernel: Kernel = ctx["kernel"]
     session: AsyncSession = ctx["session"]
-    rows = await session.execute(
-        select(WebhookSubscription.id, WebhookSubscription.event_types).where(WebhookSubscription.enabled.is_(True))
-    )
-    for subscription_id, patterns in rows:
-        if matches(list(patterns), event.type):
+    # The dispatcher delivers a tenant's batch of events in one transaction: read the (usually
+    # empty) subscription list once per transaction, not once per event.
+    subscriptions: list[tuple[UUID, list[str]]] | None = session.info.get(SUBSCRIPTIONS_INFO)
+    if subscriptions is None:
+        rows = await session.execute(
+            select(WebhookSubscription.id, WebhookSubscription.event_types).where(WebhookSubscription.enabled.is_(True))
+        )
+        subscriptions = session.info[SUBSCRIPTIONS_INFO] = [(r[0], list(r[1])) for r in rows]
+    for subscription_id, patterns in subscriptions:
+        if matches(patterns, event.type):
             await kernel.jobs.enqueue(
                 DELIVER_JOB,
                 tenant_id=event.tenant_id,
