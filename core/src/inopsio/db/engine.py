@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
@@ -38,6 +38,17 @@ def _begin_statement(tenant_id: UUID | None, user_id: UUID | None = None) -> str
     if user_id is not None:
         parts.append(f"SELECT set_config('{USER_SETTING}', '{UUID(str(user_id))}', true)")
     return "; ".join(parts)
+
+
+async def switch_tenant(connection: AsyncConnection, tenant_id: UUID) -> None:
+    """Scope the rest of this transaction to another tenant.
+
+    For maintenance jobs that visit every tenant in one transaction (usage flushing, retention);
+    request code gets one tenant per transaction from :meth:`Database.transaction` instead.
+    """
+    await connection.execute(
+        text(f"SELECT set_config('{TENANT_SETTING}', :tenant, true)"), {"tenant": str(UUID(str(tenant_id)))}
+    )
 
 
 class TenantSession(Session):

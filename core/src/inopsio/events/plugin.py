@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select
 
 from inopsio import hookimpl
 from inopsio.db.base import utcnow
-from inopsio.db.rls import TENANT_SETTING
+from inopsio.db.engine import switch_tenant
 from inopsio.events.controllers import EventsController
 from inopsio.events.models import Delivery, EventRecord, PendingEvent
 from inopsio.events.schemas import EventType
@@ -67,9 +67,7 @@ async def apply_retention(ctx: dict[str, Any]) -> int:
     async with kernel.db.transaction(None) as connection:
         tenant_ids = list((await connection.execute(select(Tenant.id))).scalars())
         for tenant_id in tenant_ids:
-            await connection.execute(
-                text(f"SELECT set_config('{TENANT_SETTING}', :tenant, true)"), {"tenant": str(tenant_id)}
-            )
+            await switch_tenant(connection, tenant_id)
             old = select(EventRecord.id).where(EventRecord.tenant_id == tenant_id, EventRecord.occurred_at < cutoff)
             await connection.execute(
                 delete(Delivery).where(Delivery.tenant_id == tenant_id, Delivery.event_id.in_(old))

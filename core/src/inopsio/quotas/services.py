@@ -15,10 +15,10 @@ import uuid
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from inopsio.db.rls import TENANT_SETTING
+from inopsio.db.engine import switch_tenant
 from inopsio.errors import Problem
 from inopsio.quotas.models import DailyUsage, UsageGauge
 from inopsio.tenancy.models import Tenant
@@ -210,9 +210,7 @@ class QuotaService:
                 if tenant_id not in known:  # the tenant was deleted: its counts have nowhere to go
                     log.warning("dropping usage counts of unknown tenant %s", tenant_id)
                     continue
-                await connection.execute(
-                    text(f"SELECT set_config('{TENANT_SETTING}', :tenant, true)"), {"tenant": str(tenant_id)}
-                )
+                await switch_tenant(connection, tenant_id)
                 stmt = insert(DailyUsage).values(
                     [
                         {"tenant_id": tenant_id, "day": day, "metric": metric, "value": value}
