@@ -23,7 +23,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import shlex
 import statistics
 import subprocess
@@ -35,7 +34,6 @@ from typing import Any
 
 import httpx
 import psycopg
-import redis
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
@@ -255,13 +253,7 @@ def noise_notes(summary: dict[str, Any]) -> list[str]:
 
 
 def write_doc(section: str) -> None:
-    """Replace this benchmark's section between its markers (append it if missing); leave the rest alone."""
-    text = DOC.read_text() if DOC.exists() else run.DOC_HEADER
-    pattern = re.compile(re.escape(START_MARK) + ".*?" + re.escape(END_MARK), re.S)
-    if not pattern.search(text):
-        DOC.write_text(text.rstrip("\n") + "\n\n" + section + "\n")
-        return
-    DOC.write_text(pattern.sub(lambda _: section, text))
+    run.write_doc_section(section, START_MARK, END_MARK)
 
 
 def main() -> None:
@@ -423,11 +415,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
-        r = redis.Redis.from_url(redis_url)
-        keys = list(r.scan_iter(match=f"{REDIS_NAMESPACE}:*", count=1000))
-        if keys:
-            r.delete(*keys)
-        r.close()
+        run.forget_redis_namespace(redis_url, REDIS_NAMESPACE)
         if not args.keep:
             drop_database(base_url)
 

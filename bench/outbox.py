@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import redis
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
@@ -44,9 +43,11 @@ from run import (  # noqa: E402  (a sibling module; bench/ is not a package)
     Server,
     app_env,
     bin_path,
+    forget_redis_namespace,
     free_port,
     log,
     with_database,
+    write_doc_section,
 )
 
 DB_NAME = "inopsio_bench_outbox"
@@ -214,14 +215,7 @@ dispatched |
 
 
 def write_doc(section: str) -> None:
-    import re
-
-    text = DOC.read_text()
-    pattern = re.compile(re.escape(START_MARK) + ".*?" + re.escape(END_MARK), re.S)
-    if pattern.search(text):
-        DOC.write_text(pattern.sub(lambda _: section, text))
-    else:
-        DOC.write_text(text.rstrip("\n") + "\n\n" + section + "\n")
+    write_doc_section(section, START_MARK, END_MARK)
 
 
 def main() -> None:
@@ -281,11 +275,7 @@ def main() -> None:
     finally:
         for server, _ in servers:
             server.stop()
-        r = redis.Redis.from_url(redis_url)
-        keys = list(r.scan_iter(match=f"{NAMESPACE}:*", count=1000))
-        if keys:
-            r.delete(*keys)
-        r.close()
+        forget_redis_namespace(redis_url, NAMESPACE)
         with psycopg.connect(base_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
 

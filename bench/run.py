@@ -517,14 +517,30 @@ and to Redis, in one pipeline: {example_redis}. An uncached tenant adds its look
 {END_MARK}"""
 
 
-def write_doc(section: str) -> None:
-    """Replace this benchmark's section between its markers (append it if missing); leave the rest alone."""
+def write_doc_section(section: str, start_mark: str, end_mark: str) -> None:
+    """Replace one benchmark's section between its markers (append it if missing); leave the rest alone.
+
+    Every benchmark script writes its own section of docs/benchmarks.md through this.
+    """
     text = DOC.read_text() if DOC.exists() else DOC_HEADER
-    pattern = re.compile(re.escape(START_MARK) + ".*?" + re.escape(END_MARK), re.S)
+    pattern = re.compile(re.escape(start_mark) + ".*?" + re.escape(end_mark), re.S)
     if not pattern.search(text):
         DOC.write_text(text.rstrip("\n") + "\n\n" + section + "\n")
         return
     DOC.write_text(pattern.sub(lambda _: section, text))
+
+
+def write_doc(section: str) -> None:
+    write_doc_section(section, START_MARK, END_MARK)
+
+
+def forget_redis_namespace(redis_url: str, namespace: str) -> None:
+    """Delete every key a benchmark's servers left under their Redis namespace."""
+    r = redis.Redis.from_url(redis_url)
+    keys = list(r.scan_iter(match=f"{namespace}:*", count=1000))
+    if keys:
+        r.delete(*keys)
+    r.close()
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -670,11 +686,7 @@ def main() -> None:
     finally:
         for server in servers:
             server.stop()
-        r = redis.Redis.from_url(redis_url)
-        keys = list(r.scan_iter(match=f"{REDIS_NAMESPACE}:*", count=1000))
-        if keys:
-            r.delete(*keys)
-        r.close()
+        forget_redis_namespace(redis_url, REDIS_NAMESPACE)
         if not args.keep:
             drop_database(base_url)
 
