@@ -253,18 +253,33 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await call_async(kernel.plugins.hook.on_shutdown, reverse=True, kernel=kernel)
+        # Every step is bounded: a process must always finish shutting down, even when Redis or the
+        # database stopped answering mid-way.
+        await _bounded(call_async(kernel.plugins.hook.on_shutdown, reverse=True, kernel=kernel), "on_shutdown hooks")
         for task in kernel.tasks:
             task.cancel()
-        for task in kernel.tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if kernel.tasks:
+            _, stuck = await asyncio.wait(kernel.tasks, timeout=SHUTDOWN_STEP_SECONDS)
+            for task in stuck:
+                log.warning("background task %r did not stop within %s s", task.get_name(), SHUTDOWN_STEP_SECONDS)
         kernel.tasks.clear()
-        with contextlib.suppress(Exception):
-            await kernel.quotas.flush()
-        await kernel.redis.aclose()
-        await kernel.db.dispose()
+        await _bounded(kernel.quotas.flush(), "usage flush")
+        await _bounded(kernel.redis.aclose(), "closing Redis")
+        await _bounded(kernel.db.dispose(), "closing the database pool")
         kernel.observability.close()
+
+
+SHUTDOWN_STEP_SECONDS = 10.0
+
+
+async def _bounded(step: Any, what: str) -> None:
+    """Await one shutdown step for at most SHUTDOWN_STEP_SECONDS; log (never raise) what went wrong."""
+    try:
+        await asyncio.wait_for(step, SHUTDOWN_STEP_SECONDS)
+    except TimeoutError:
+        log.warning("shutdown: %s took longer than %s s; going on", what, SHUTDOWN_STEP_SECONDS)
+    except Exception:
+        log.warning("shutdown: %s failed", what, exc_info=True)
 
 
 def create_app(
