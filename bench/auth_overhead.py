@@ -50,17 +50,6 @@ PASSWORD = "bench passphrase of the auth overhead run"
 SCRIPT = BENCH_DIR / "auth_notes.lua"
 
 
-def create_database(admin_url: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-
-
-def drop_database(admin_url: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-
-
 def seed_members(owner_url: str, argon2: dict[str, int]) -> list[tuple[str, str]]:
     """One member per tenant, written as ``AccountService.create_member`` does; returns (slug, email)."""
     from argon2 import PasswordHasher
@@ -294,7 +283,7 @@ def main() -> None:
     server: run.Server | None = None
     try:
         run.log(f"creating {DB_NAME}, migrating")
-        create_database(base_url)
+        run.create_database(base_url, DB_NAME)
         env = run.app_env(
             owner_url,
             redis_url,
@@ -417,7 +406,7 @@ def main() -> None:
             server.stop()
         run.forget_redis_namespace(redis_url, REDIS_NAMESPACE)
         if not args.keep:
-            drop_database(base_url)
+            run.drop_database(base_url, DB_NAME)
 
 
 def profile(server: run.Server, url: str, data: Path, args: argparse.Namespace, work: Path) -> Path:

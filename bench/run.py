@@ -121,15 +121,16 @@ def machine(owner_url: str) -> dict[str, Any]:
 # -- database -----------------------------------------------------------------------------------
 
 
-def create_database(admin_url: str) -> None:
+def create_database(admin_url: str, name: str = DB_NAME) -> None:
+    """A fresh, empty benchmark database (dropped first if a previous run left it)."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def drop_database(admin_url: str) -> None:
+def drop_database(admin_url: str, name: str = DB_NAME) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def seed(owner_url: str, tenants: int, rows: int) -> None:
