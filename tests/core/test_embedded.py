@@ -53,6 +53,14 @@ def _embedded_service_pids(data_dir: Path) -> list[int]:
     return pids
 
 
+def _assert_services_stopped(data_dir: Path) -> None:
+    described = []
+    for pid in _embedded_service_pids(data_dir):
+        with contextlib.suppress(OSError):
+            described.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    assert not described, f"embedded PostgreSQL or Redis outlived inopsio serve: {described}"
+
+
 class Server:
     """One ``inopsio serve --demo`` process on the embedded services of ``data_dir``."""
 
@@ -144,7 +152,7 @@ def test_serve_demo_runs_on_embedded_services_and_keeps_its_data_across_restarts
     finally:
         first.stop()
     assert (data_dir / "postgres").is_dir()
-    assert not _embedded_service_pids(data_dir), "embedded PostgreSQL or Redis outlived inopsio serve"
+    _assert_services_stopped(data_dir)
 
     second = Server(data_dir, port, tmp_path / "second.log")
     try:
@@ -154,4 +162,4 @@ def test_serve_demo_runs_on_embedded_services_and_keeps_its_data_across_restarts
         assert _tenant_count(second) == 1
     finally:
         second.stop()
-    assert not _embedded_service_pids(data_dir), "embedded PostgreSQL or Redis outlived inopsio serve"
+    _assert_services_stopped(data_dir)

@@ -111,7 +111,7 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -
     import uvicorn
 
     from inopsio import migrate
-    from inopsio.embedded import ensure_services
+    from inopsio.embedded import ensure_services, stop_services
     from inopsio.observability.metrics import multiprocess_dir, prepare_multiprocess_dir
 
     settings = ensure_services(_settings())
@@ -132,17 +132,20 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -
     if workers > 1 and not multiprocess_dir():
         # One socket, several processes: /metrics on any of them must add up all of them.
         prepare_multiprocess_dir(settings.data_dir / "metrics")
-    uvicorn.run(
-        "inopsio.app:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # uvicorn's loggers go through ours (JSON with the request id), in every process
-        proxy_headers=True,
-        server_header=False,
-    )
+    try:
+        uvicorn.run(
+            "inopsio.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # uvicorn's loggers go through ours (JSON with the request id), in every process
+            proxy_headers=True,
+            server_header=False,
+        )
+    finally:
+        stop_services()  # the embedded PostgreSQL and Redis this command started end with it
 
 
 DEMO_OWNER = "owner@demo.example.com"
