@@ -24,6 +24,7 @@ from litestar.static_files import create_static_files_router
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio import __version__
+from inopsio.automation import NodeType
 from inopsio.db.base import Base
 from inopsio.db.engine import Database
 from inopsio.db.roles import app_url_from_owner_url, check_app_role
@@ -174,7 +175,27 @@ def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
         kernel.health_checks.append((plugin, str(name), check))
     kernel.identity = Identity(settings, db, redis, tenants, quotas, collect_permissions(registry))
     kernel.events = EventBus(db, redis, registry, settings.redis_namespace, *collect_events(registry))
+    kernel.node_types = collect_node_types(registry, kernel.events)
     return kernel
+
+
+def collect_node_types(registry: PluginRegistry, events: EventBus) -> dict[str, tuple[str, NodeType]]:
+    """Every plugin's workflow node types, named after their plugin; triggers name a declared event."""
+
+    def validate(plugin: str, item: Any) -> None:
+        if not isinstance(item, NodeType):
+            raise ValueError("register() takes an inopsio.automation.NodeType")
+        if registry.module_of(plugin) != "kernel" and not item.name.startswith(plugin + "."):
+            raise ValueError(f"node type {item.name!r} must be named after the plugin ({plugin}.…)")
+
+    node_types: dict[str, tuple[str, NodeType]] = {}
+    for plugin, node in registry.collect("register_workflow_nodes", validate):
+        if node.name in node_types:
+            raise PluginError(f"plugin {plugin!r}: node type {node.name!r} is declared twice")
+        if node.event is not None and node.event not in events.types:
+            raise PluginError(f"plugin {plugin!r}: trigger {node.name!r} names undeclared event {node.event!r}")
+        node_types[node.name] = (registry.module_of(plugin), node)
+    return node_types
 
 
 def collect_events(registry: PluginRegistry) -> tuple[list[EventType], list[EventHandler]]:

@@ -147,3 +147,42 @@ async def seed_demo_data(tenant: TenantInfo, session: AsyncSession) -> None:
 
     Runs once, in the demo tenant's transaction, after ``on_tenant_created``.
     """
+
+
+@hookspec
+def register_web_assets(register: Callable[[Any], None]) -> None:
+    """Add the plugin's page templates and static files: ``register(WebAssets(templates=..., static=...))``.
+
+    Templates are then found as ``"<plugin>/<path>"`` and static files are served at
+    ``/static/<plugin>/<path>`` under a content-hashed name (``asset_url("<plugin>/<path>")`` in a
+    template). Pages are ordinary routes under ``/<plugin>/`` (``register_routes``) that return
+    ``inopsio.web.page(request, "<plugin>/<template>", context)``.
+    """
+
+
+@hookspec
+def register_menu(register: Callable[[Any], None]) -> None:
+    """Add navigation entries: ``register(MenuEntry(label="Leads", href="/crm/leads", section="CRM",
+    permission="crm.leads.read", icon="users", order=10))``.
+
+    Each user sees the entries their permissions allow, of the plugins their tenant has enabled.
+    """
+
+
+@hookspec
+def register_dashboard_cards(register: Callable[[Any], None]) -> None:
+    """Add cards to the dashboard: ``register(DashboardCard(name="crm.pipeline", title="Pipeline",
+    href="/crm/cards/pipeline", permission="crm.deals.read"))``.
+
+    The card's body is the HTML fragment ``href`` answers, loaded after the page by htmx.
+    """
+
+
+@hookspec
+def register_workflow_nodes(register: Callable[[Any], None]) -> None:
+    """Add workflow node types: ``register(NodeType(name="crm.lead.assign", kind="action", ...))``.
+
+    Triggers name the event type that starts them; actions and conditions carry an async
+    ``execute(ctx, config, data)`` (see ``inopsio.automation``). Listed with their config schemas by
+    ``GET /api/v1/automation/node-types`` for the tenant's enabled plugins.
+    """

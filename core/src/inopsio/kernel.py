@@ -58,5 +58,9 @@ class Kernel:
         self.observability: Observability = None  # type: ignore[assignment]
         #: (plugin, name, async check(kernel)) for /health/ready.
         self.health_checks: list[tuple[str, str, Callable[[Kernel], Any]]] = []
+        #: Workflow node types of every plugin by name: (module, NodeType); see ``inopsio.automation``.
+        self.node_types: dict[str, tuple[str, Any]] = {}
+        #: What plugins add to the web shell (menu, dashboard cards, templates, static files).
+        self.web: Any = None
         #: Background tasks of this process (cache invalidation, usage flushing), cancelled on shutdown.
         self.tasks: list[Any] = []

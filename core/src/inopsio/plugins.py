@@ -34,6 +34,7 @@ KERNEL_PLUGINS = (
     "inopsio.jobs.plugin",
     "inopsio.observability.plugin",
     "inopsio.health",
+    "inopsio.automation_routes",
 )
 KERNEL = "kernel"
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from inopsio import hookimpl
+from inopsio.automation import NodeContext, NodeType
 from inopsio.events.schemas import DomainEvent, EventType
 from inopsio.identity.rbac import Permission
 from inopsio_sample.controllers import NoteController, NoteCreated, get_public_note, start_note_count
@@ -70,3 +73,38 @@ async def tag_new_note(event: DomainEvent, ctx: dict[str, Any]) -> None:
 @hookimpl
 def register_event_handlers(register: Any) -> None:
     register("sample.note.created", tag_new_note, name="sample.tag_new_note")
+
+
+class TagConfig(msgspec.Struct, kw_only=True):
+    tag: str = msgspec.field(default="flagged")
+
+
+async def tag_note_node(ctx: NodeContext, config: TagConfig, data: dict[str, Any]) -> dict[str, Any]:
+    """Action node: tag the note in ``data["note_id"]``."""
+    if "note_id" not in data:
+        raise ValueError("the item has no note_id")
+    ctx.session.add(NoteTag(note_id=data["note_id"], tag=config.tag))
+    return {**data, "tag": config.tag}
+
+
+@hookimpl
+def register_workflow_nodes(register: Any) -> None:
+    register(
+        NodeType(
+            name="sample.note.created",
+            kind="trigger",
+            title="Note created",
+            description="Starts when a note is written",
+            event="sample.note.created",
+        )
+    )
+    register(
+        NodeType(
+            name="sample.note.tag",
+            kind="action",
+            title="Tag note",
+            description="Adds a tag to the note",
+            config=TagConfig,
+            execute=tag_note_node,
+        )
+    )
