@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Request, get
+from litestar.params import FromPath
 from litestar.response import File
 
 from inopsio.errors import Problem
@@ -57,7 +58,7 @@ class AssetManifest:
 
 
 @get("/static/{path:path}", opt={TENANCY_OPT: "none"}, include_in_schema=False, sync_to_thread=False)
-def serve_static(request: Request[Any, Any, Any], path: str) -> File:
+def serve_static(request: Request[Any, Any, Any], path: FromPath[str]) -> File:
     manifest: AssetManifest = request.app.state.kernel.web.assets
     found = manifest.files.get(path.lstrip("/"))
     if found is None:

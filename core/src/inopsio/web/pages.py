@@ -16,7 +16,7 @@ from litestar import Request, Response, get
 from litestar.params import FromQuery
 from sqlalchemy import and_, or_, select
 
-from inopsio.deps import KernelDep
+from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.errors import Problem
 from inopsio.identity.audit_search import AuditFilter, search_audit
 from inopsio.identity.authentication import PERMISSION_OPT, PUBLIC_OPT
@@ -46,7 +46,11 @@ def _tenant(request: Req) -> Any:
 # -- public pages -----------------------------------------------------------------------------------
 
 
-@get("/login", opt={PUBLIC_OPT: True}, include_in_schema=False)
+#: Public pages that also answer on the platform's own address, where no tenant is named.
+ENTRY = {PUBLIC_OPT: True, "entry": True}
+
+
+@get("/login", opt=ENTRY, include_in_schema=False)
 async def login_page(
     request: Req, kernel: KernelDep, next: FromQuery[str | None] = None, workspace: FromQuery[str | None] = None
 ) -> Response[Any]:
@@ -100,7 +104,7 @@ async def signup_page(request: Req, kernel: KernelDep) -> Response[Any]:
 
 
 @get("/verify-email", opt={PUBLIC_OPT: True}, include_in_schema=False)
-async def verify_email_page(request: Req, token: FromQuery[str] = "") -> Response[Any]:
+async def verify_email_page(request: Req, tenant: CurrentTenant, token: FromQuery[str] = "") -> Response[Any]:
     return await page(
         request,
         "shell/token_form.html",
@@ -118,12 +122,12 @@ async def verify_email_page(request: Req, token: FromQuery[str] = "") -> Respons
 
 
 @get("/forgot-password", opt={PUBLIC_OPT: True}, include_in_schema=False)
-async def forgot_password_page(request: Req) -> Response[Any]:
+async def forgot_password_page(request: Req, tenant: CurrentTenant) -> Response[Any]:
     return await page(request, "shell/forgot.html")
 
 
 @get("/reset-password", opt={PUBLIC_OPT: True}, include_in_schema=False)
-async def reset_password_page(request: Req, token: FromQuery[str] = "") -> Response[Any]:
+async def reset_password_page(request: Req, tenant: CurrentTenant, token: FromQuery[str] = "") -> Response[Any]:
     return await page(
         request,
         "shell/token_form.html",
@@ -150,7 +154,7 @@ async def reset_password_page(request: Req, token: FromQuery[str] = "") -> Respo
 
 
 @get("/accept-invitation", opt={PUBLIC_OPT: True}, include_in_schema=False)
-async def accept_invitation_page(request: Req, token: FromQuery[str] = "") -> Response[Any]:
+async def accept_invitation_page(request: Req, tenant: CurrentTenant, token: FromQuery[str] = "") -> Response[Any]:
     return await page(
         request,
         "shell/token_form.html",
@@ -180,7 +184,7 @@ async def accept_invitation_page(request: Req, token: FromQuery[str] = "") -> Re
 # -- signed-in pages --------------------------------------------------------------------------------
 
 
-@get("/", opt={PUBLIC_OPT: True}, include_in_schema=False)
+@get("/", opt=ENTRY, include_in_schema=False)
 async def dashboard_page(request: Req, kernel: KernelDep) -> Response[Any]:
     tenant = _tenant(request)
     if tenant is None or principal_of(request.scope) is None:
@@ -332,17 +336,23 @@ async def audit_page(
     kernel: KernelDep,
     action: FromQuery[str | None] = None,
     outcome: FromQuery[str | None] = None,
-    since: FromQuery[dt.date | None] = None,
-    until: FromQuery[dt.date | None] = None,
+    since: FromQuery[str | None] = None,
+    until: FromQuery[str | None] = None,
     before: FromQuery[str | None] = None,
 ) -> Response[Any]:
     tenant = _tenant(request)
     utc = dt.UTC
+    try:
+        # A filter form sends empty fields as empty strings: those mean "no filter".
+        since_day = dt.date.fromisoformat(since) if since else None
+        until_day = dt.date.fromisoformat(until) if until else None
+    except ValueError:
+        raise Problem(400, "invalid-filter", "Dates are written like 2026-11-25.") from None
     where = AuditFilter(
         action=action or None,
         outcome=outcome or None,
-        since=dt.datetime.combine(since, dt.time(), utc) if since else None,
-        until=dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), utc) if until else None,
+        since=dt.datetime.combine(since_day, dt.time(), utc) if since_day else None,
+        until=dt.datetime.combine(until_day + dt.timedelta(days=1), dt.time(), utc) if until_day else None,
     )
     try:
         async with kernel.db.session(tenant.id) as session:
