@@ -198,8 +198,8 @@ def rule_for(method: str, path: str, handler: Any) -> Access | None:
     - ``/schema``: the OpenAPI document and its viewer, public and outside tenants (its unknown
       paths answer the viewer's own HTML 404, not a problem document);
     - ``OPTIONS`` (static files' too): Litestar's generated answer (the allowed methods; it runs no
-      handler) carries no ``opt`` of its own, so it is guarded like a members' route (the platform API's like the platform
-      API); without CORS configured no browser preflight needs it to be public;
+      handler) carries no ``opt`` of its own, so it is guarded like a members' route (the platform
+      API's like the platform API); without CORS configured no browser preflight needs it to be public;
     - ``/static``: the kernel's and plugins' static files (CSS, pinned browser libraries), open;
     - a plugin's route (not the kernel's) declaring a ``permission`` in its own namespace, or
       ``public``: checked by the matrix from what it declares.
