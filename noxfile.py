@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -18,10 +19,20 @@ def install(session: nox.Session, *extra: str) -> None:
     session.install(*PACKAGES, *extra)
 
 
+def browser_assets(session: nox.Session) -> None:
+    """``npm ci`` when node_modules is missing or older than package-lock.json: the pages need htmx
+    and friends in the static folder, the browser tests need axe-core."""
+    lock = Path("package-lock.json")
+    marker = Path("node_modules/.package-lock.json")
+    if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
+        session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite, on INOPSIO_DATABASE_URL / INOPSIO_REDIS_URL or embedded services."""
     install(session)
+    browser_assets(session)
     args = session.posargs or ["-q"]
     session.run("pytest", *args, env={"PYTHONUNBUFFERED": "1"})
 

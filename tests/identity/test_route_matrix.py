@@ -76,6 +76,12 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/admin/webhooks"): needs("kernel.webhooks.write"),
     ("GET", "/admin/usage"): needs("kernel.settings.write"),
     ("GET", "/api/v1/me/notifications"): MEMBER,
+    # the operator console: its sign-in is open, the rest needs the operator token (cookie or bearer)
+    ("GET", "/operator/login"): OPEN,
+    ("POST", "/operator/session"): OPEN,
+    ("POST", "/operator/logout"): OPERATOR,
+    ("GET", "/operator"): OPERATOR,
+    ("GET", "/operator/tenants/{tenant_id:uuid}"): OPERATOR,
     ("GET", "/api/v1/automation/node-types"): MEMBER,
     # Prometheus metrics: outside tenants; with INOPSIO_METRICS_TOKEN set (not in tests) it checks that token
     ("GET", "/metrics"): OPEN,

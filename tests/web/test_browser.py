@@ -214,3 +214,33 @@ async def test_every_shell_page_has_no_serious_accessibility_violation(
         await page.goto(base + path)
         await page.wait_for_load_state("networkidle")
         await assert_accessible(page)
+
+
+async def test_operator_console_finds_suspends_and_charts_a_tenant(
+    browser: Any, live_server: Any, make_tenant: Any, kernel: Any, assert_accessible: Any
+) -> None:
+    from inopsio.platform.auth import create_operator_token
+
+    tenant = await make_tenant(name=f"Globex {secrets.token_hex(2)}")
+    token = await create_operator_token(kernel.db, f"browser-{tenant.slug}")
+    port = live_server.url.rsplit(":", 1)[1]
+    base = f"http://localhost:{port}"
+    page = await browser.new_page()
+    await page.goto(f"{base}/operator")
+    await page.wait_for_url(f"{base}/operator/login")
+    await assert_accessible(page)
+    await page.fill("#token", token)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/operator")
+    await page.fill("#search", tenant.slug)
+    await page.click("form[role=search] button[type=submit]")
+    row = page.locator(f"tr[data-tenant='{tenant.slug}']")
+    await row.wait_for()
+    await assert_accessible(page)
+    page.on("dialog", lambda dialog: dialog.accept())
+    await row.locator("button", has_text="Suspend").click()
+    await page.wait_for_selector(f"tr[data-tenant='{tenant.slug}'] >> text=Resume")
+    assert (await kernel.tenants.get(tenant.id)).status == "suspended"
+    await row.locator("a").click()
+    await page.wait_for_selector("#usage-table tbody tr")
+    await assert_accessible(page)

@@ -165,3 +165,35 @@ async def test_notifications_reach_their_recipient_only(
     bob_sees = [n["title"] for n in (await client.get("/api/v1/me/notifications", headers=bob)).json()]
     assert sorted(alice_sees) == ["Lead assigned to you", "Maintenance tonight"]
     assert bob_sees == ["Maintenance tonight"]
+
+
+async def test_operator_console_signs_in_with_a_token_and_needs_its_csrf_token_for_changes(
+    client: Any, kernel: Any, make_tenant: Any
+) -> None:
+    from inopsio.platform.auth import create_operator_token
+
+    tenant = await make_tenant(name="Console Co")
+    assert (await client.get("/operator", headers=HTML)).headers["location"] == "/operator/login"
+    refused = await client.post("/operator/session", json={"token": "iop_not-a-real-token"})
+    assert refused.status_code == 401
+    token = await create_operator_token(kernel.db, f"console-{tenant.slug}")
+    signed_in = await client.post("/operator/session", json={"token": token})
+    assert signed_in.status_code == 200
+    cookie = signed_in.cookies["inopsio_operator"]
+    client.cookies.clear()  # the shared test client must not carry the console's cookie into other tests
+    jar = {"Cookie": f"inopsio_operator={cookie}"}
+    listing = await client.get("/operator", params={"search": tenant.slug}, headers={**HTML, **jar})
+    assert listing.status_code == 200
+    assert "Console Co" in listing.text
+    csrf = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', listing.text)
+    assert csrf
+    detail = await client.get(f"/operator/tenants/{tenant.id}", headers={**HTML, **jar})
+    assert detail.status_code == 200
+    # A change on the cookie without the page's CSRF token is refused; with it, it goes through.
+    forged = await client.post(f"/api/v1/platform/tenants/{tenant.id}/suspend", json={}, headers=jar)
+    assert forged.status_code == 403
+    done = await client.post(
+        f"/api/v1/platform/tenants/{tenant.id}/suspend", json={}, headers={**jar, "X-CSRF-Token": csrf.group(1)}
+    )
+    assert done.status_code == 200, done.text
+    assert (await kernel.tenants.get(tenant.id)).status == "suspended"

@@ -91,6 +91,8 @@ def _html_error(request: Request[Any, Any, Any], status: int, code: str, detail:
     """The browser's version of a problem: a sign-in redirect for 401, otherwise an error page."""
     from inopsio.web.errors import error_html, login_location
 
+    if status == 401 and request.url.path.startswith("/operator"):
+        return Response(content=None, status_code=303, headers={"Location": "/operator/login"})
     if status == 401 or code == "tenant-required":
         target = login_location(request.scope) if status == 401 else "/login"
         return Response(content=None, status_code=303, headers={"Location": target})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from inopsio import hookimpl
-from inopsio.web import pages
+from inopsio.web import operator_pages, pages
 from inopsio.web.assets import serve_static
 from inopsio.web.contributions import DashboardCard, MenuEntry
 
@@ -30,6 +30,11 @@ def register_routes(register: Any) -> None:
         pages.webhooks_page,
         pages.usage_page,
         pages.my_notifications,
+        operator_pages.operator_login_page,
+        operator_pages.operator_sign_in,
+        operator_pages.operator_sign_out,
+        operator_pages.operator_tenants_page,
+        operator_pages.operator_tenant_page,
     ):
         register(handler)
 
