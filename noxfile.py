@@ -54,8 +54,24 @@ def migrations(session: nox.Session) -> None:
     session.run("pytest", "-q", "tests/core/test_migrations.py", *session.posargs)
 
 
+#: ``nox -s bench`` runs them all; ``nox -s bench -- web auth`` runs the ones named.
+BENCHES = {
+    "kernel": "run.py",
+    "auth": "auth_overhead.py",
+    "realtime": "realtime.py",
+    "outbox": "outbox.py",
+    "web": "web.py",
+}
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks in bench/ (needs wrk); results go to bench/results/ and docs/benchmarks.md."""
     install(session)
-    session.run("python", "bench/run.py", *session.posargs, env={"PYTHONUNBUFFERED": "1", **os.environ})
+    browser_assets(session)
+    chosen = session.posargs or list(BENCHES)
+    unknown = [name for name in chosen if name not in BENCHES]
+    if unknown:
+        session.error(f"unknown benchmark {unknown}; choose from {sorted(BENCHES)}")
+    for name in chosen:
+        session.run("python", f"bench/{BENCHES[name]}", env={"PYTHONUNBUFFERED": "1", **os.environ})
