@@ -76,6 +76,8 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/admin/webhooks"): needs("kernel.webhooks.write"),
     ("GET", "/admin/usage"): needs("kernel.settings.write"),
     ("GET", "/api/v1/me/notifications"): MEMBER,
+    ("POST", "/api/v1/tenant/logo"): needs("kernel.settings.write"),
+    ("GET", "/branding/{asset_id:uuid}"): PUBLIC,
     # the operator console: its sign-in is open, the rest needs the operator token (cookie or bearer)
     ("GET", "/operator/login"): OPEN,
     ("POST", "/operator/session"): OPEN,

@@ -197,3 +197,38 @@ async def test_operator_console_signs_in_with_a_token_and_needs_its_csrf_token_f
     )
     assert done.status_code == 200, done.text
     assert (await kernel.tenants.get(tenant.id)).status == "suspended"
+
+
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+    b"\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+
+
+async def test_logo_upload_brands_the_shell_and_refuses_what_is_not_an_image(
+    client: Any, make_tenant: Any, sign_in: Any
+) -> None:
+    tenant = await make_tenant()
+    owner = await sign_in(tenant, "owner")
+    member = await sign_in(tenant, "member")
+    forbidden = await client.post("/api/v1/tenant/logo", files={"data": ("logo.png", PNG, "image/png")}, headers=member)
+    assert forbidden.status_code == 403
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    refused = await client.post("/api/v1/tenant/logo", files={"data": ("logo.png", svg, "image/png")}, headers=owner)
+    assert refused.status_code == 415
+    assert refused.json()["type"].endswith("unsupported-image")
+    too_big = PNG + b"\0" * (1024 * 1024)
+    large = await client.post("/api/v1/tenant/logo", files={"data": ("big.png", too_big, "image/png")}, headers=owner)
+    assert large.status_code == 413
+    done = await client.post("/api/v1/tenant/logo", files={"data": ("logo.png", PNG, "image/png")}, headers=owner)
+    assert done.status_code == 201, done.text
+    url = done.json()["logo_url"]
+    served = await client.get(url, headers={"X-Tenant": tenant.slug})
+    assert served.status_code == 200
+    assert served.content == PNG
+    assert served.headers["content-type"] == "image/png"
+    page = await client.get("/login", headers={"X-Tenant": tenant.slug, **HTML})
+    assert url in (await client.get("/", headers=_html(owner))).text
+    assert page.status_code == 200
+    other = await make_tenant()
+    assert (await client.get(url, headers={"X-Tenant": other.slug})).status_code == 404

@@ -5,14 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from inopsio import hookimpl
-from inopsio.web import operator_pages, pages
+from inopsio.web import branding, operator_pages, pages
 from inopsio.web.assets import serve_static
 from inopsio.web.contributions import DashboardCard, MenuEntry
+from inopsio.web.models import TenantAsset
+
+
+@hookimpl
+def register_models(register: Any) -> None:
+    register(TenantAsset)
 
 
 @hookimpl
 def register_routes(register: Any) -> None:
     register(serve_static)
+    register(branding.upload_logo)
+    register(branding.branding_asset)
     for handler in (
         pages.login_page,
         pages.signup_page,

@@ -204,9 +204,37 @@
     if (el.hasAttribute("data-reload")) window.location.reload();
   }
 
+  // A file upload: multipart to the API, same error and success handling as a JSON form.
+  async function uploadForm(form) {
+    clearErrors(form);
+    var headers = { "Accept": "application/json" };
+    var token = csrfToken();
+    if (token) headers["X-CSRF-Token"] = token;
+    var button = form.querySelector("[type=submit]");
+    if (button) button.disabled = true;
+    try {
+      var response = await fetch(form.getAttribute("data-upload"), {
+        method: "POST", headers: headers, body: new FormData(form), credentials: "same-origin",
+      });
+      var data = null;
+      try { data = await response.json(); } catch (e) { data = null; }
+      if (!response.ok) { showProblem(form, data); return; }
+      afterSuccess(form, data, null);
+    } catch (e) {
+      showProblem(form, { detail: "The server could not be reached. Check your connection and try again." });
+    } finally {
+      if (button) button.disabled = false;
+    }
+  }
+
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (!(form instanceof HTMLFormElement)) return;
+    if (form.hasAttribute("data-upload")) {
+      event.preventDefault();
+      uploadForm(form);
+      return;
+    }
     if (!form.hasAttribute("data-api") && !form.hasAttribute("data-api-template")) return;
     event.preventDefault();
     submitForm(form);
