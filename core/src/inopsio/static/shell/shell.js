@@ -307,11 +307,22 @@
       if (r.ok && r.data) r.data.forEach(function (n) { renderNotification(list, n, false); });
     });
     var last = null;
+    var topics = ["kernel.notification.created"];
+    var current = null;
+    // A module's page follows its own events: inopsioSubscribe(["crm.deal.*"]); they arrive as
+    // "inopsio:event" DOM events. Kept across reconnects, which catch up from the last event seen.
+    window.inopsioSubscribe = function (more) {
+      more.forEach(function (t) { if (topics.indexOf(t) < 0) topics.push(t); });
+      if (current && current.readyState === WebSocket.OPEN) {
+        current.send(JSON.stringify({ op: "subscribe", topics: more }));
+      }
+    };
     function connect(delay) {
       var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
       var socket = new WebSocket(scheme + window.location.host + "/api/v1/ws");
+      current = socket;
       socket.onopen = function () {
-        var msg = { op: "subscribe", topics: ["kernel.notification.created"] };
+        var msg = { op: "subscribe", topics: topics.slice() };
         if (last) msg.since = last;
         socket.send(JSON.stringify(msg));
         delay = 1000;
