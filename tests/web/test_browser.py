@@ -244,3 +244,32 @@ async def test_operator_console_finds_suspends_and_charts_a_tenant(
     await row.locator("a").click()
     await page.wait_for_selector("#usage-table tbody tr")
     await assert_accessible(page)
+
+
+async def test_a_notification_from_a_module_appears_live_in_the_shell(
+    browser: Any, live_server: Any, make_tenant: Any, kernel: Any, drain_events: Any
+) -> None:
+    import uuid
+
+    from inopsio.notifications import notify
+
+    tenant = await make_tenant()
+    email = f"bell-{secrets.token_hex(3)}@example.com"
+    await kernel.identity.accounts.create_member(tenant, email, PASSWORD, "member", verified=True)
+    port = live_server.url.rsplit(":", 1)[1]
+    base = f"http://{tenant.slug}.localhost:{port}"
+    page = await browser.new_page()
+    await _sign_in(page, base, email, PASSWORD)
+    # The server confirms the subscription once Redis has: from then on no event is missed.
+    await page.wait_for_function("(window.inopsioFollowing || []).includes('kernel.notification.created')")
+    me = await page.evaluate("fetch('/api/v1/me').then(r => r.json())")
+    async with kernel.db.session(tenant.id) as session:
+        await notify(kernel, session, "Deal won: Acme", recipient_id=uuid.UUID(me["user_id"]), link="/")
+    await drain_events()
+    await page.wait_for_selector("#notifications-count:not([hidden])")
+    assert await page.text_content("#notifications-count") == "1"
+    await page.click("#notifications-button")
+    assert await page.get_attribute("#notifications-button", "aria-expanded") == "true"
+    assert "Deal won: Acme" in (await page.text_content("#notifications-list") or "")
+    await page.keyboard.press("Escape")
+    assert await page.get_attribute("#notifications-button", "aria-expanded") == "false"

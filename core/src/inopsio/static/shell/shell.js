@@ -329,6 +329,10 @@
       };
       socket.onmessage = function (message) {
         var data = JSON.parse(message.data);
+        if (data.op === "subscribed") {
+          window.inopsioFollowing = data.following;
+          document.dispatchEvent(new CustomEvent("inopsio:subscribed", { detail: data.following }));
+        }
         if (data.op !== "event") {
           return;
         }
