@@ -232,3 +232,21 @@ async def test_logo_upload_brands_the_shell_and_refuses_what_is_not_an_image(
     assert page.status_code == 200
     other = await make_tenant()
     assert (await client.get(url, headers={"X-Tenant": other.slug})).status_code == 404
+
+
+async def test_tenant_switcher_lists_every_workspace_of_the_user(client: Any, kernel: Any, make_tenant: Any) -> None:
+    first = await make_tenant(name="Alpha Works")
+    second = await make_tenant(name="Beta Works")
+    email = f"both-{first.slug}@example.com"
+    password = "a long shared passphrase 99"
+    await kernel.identity.accounts.create_member(first, email, password, "member", verified=True)
+    await kernel.identity.accounts.create_member(second, email, password, "viewer", verified=True)
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": email, "password": password}, headers={"X-Tenant": first.slug}
+    )
+    assert login.status_code == 200, login.text
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}", "X-Tenant": first.slug, **HTML}
+    html = (await client.get("/", headers=headers)).text
+    assert "data-tenant-switcher" in html
+    assert f'<option value="{first.slug}" selected>Alpha Works</option>' in html
+    assert f'<option value="{second.slug}" >Beta Works</option>' in html
