@@ -14,7 +14,7 @@ from uuid import UUID
 
 from litestar import Request, Response, get
 from litestar.params import FromQuery
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.errors import Problem
@@ -202,7 +202,7 @@ async def welcome_card(request: Req, kernel: KernelDep) -> Response[Any]:
 
     tenant = _tenant(request)
     async with kernel.db.session(tenant.id) as session:
-        members = len((await session.scalars(select(Membership.user_id))).all())
+        members = await session.scalar(select(func.count()).select_from(Membership)) or 0
     return await fragment(request, "shell/cards/welcome.html", {"members": members})
 
 
