@@ -36,6 +36,9 @@ import pytest_asyncio
 from inopsio.settings import Settings, load_settings
 from inopsio.testing.services import redis_url, scratch_database, server_url
 
+#: The browser fixtures (``chromium``, ``browser``, ``assert_accessible``) come with this plugin.
+pytest_plugins = ["inopsio.testing.browser"]
+
 if TYPE_CHECKING:
     from inopsio.testing.smtp import SmtpSink
 

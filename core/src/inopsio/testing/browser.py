@@ -1,8 +1,14 @@
-"""Browser tests: real headless Chromium (Debian's ``chromium``) driven by Playwright.
+"""Browser fixtures for plugin authors: real headless Chromium (Debian's ``chromium``) through Playwright.
 
-Every page a test opens is checked with axe-core (from the npm registry, ``node_modules/axe-core``)
-for serious and critical WCAG 2.1 A/AA violations. A failing test leaves a screenshot of each open
-page in ``artifacts/browser/`` (CI keeps the folder).
+- ``chromium`` (session): the browser; skipped where no chromium is installed, a failure under ``CI``.
+- ``browser``: people at the keyboard: ``page = await browser.new_page()`` opens a page in a fresh
+  context (its own cookies). A failing test leaves a screenshot of each page in
+  ``artifacts/browser/``; a JavaScript error on any page fails the test.
+- ``assert_accessible``: ``await assert_accessible(page)`` fails on any serious or critical WCAG 2.1
+  A/AA violation axe-core finds (axe-core from the npm registry: ``node_modules/axe-core`` of the
+  working folder or a parent, or ``INOPSIO_AXE_JS``).
+
+``INOPSIO_CHROMIUM`` names another Chromium binary. Needs ``playwright`` (the ``test`` extra).
 """
 
 from __future__ import annotations
@@ -16,9 +22,18 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-ROOT = Path(__file__).resolve().parents[2]
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-ARTIFACTS = ROOT / "artifacts" / "browser"
+ARTIFACTS = Path.cwd() / "artifacts" / "browser"
+
+
+def axe_path() -> Path:
+    configured = os.environ.get("INOPSIO_AXE_JS")
+    if configured:
+        return Path(configured)
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        candidate = folder / "node_modules" / "axe-core" / "axe.min.js"
+        if candidate.exists():
+            return candidate
+    return Path.cwd() / "node_modules" / "axe-core" / "axe.min.js"
 
 
 def chromium_path() -> str | None:
@@ -45,8 +60,8 @@ async def chromium() -> AsyncIterator[Any]:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
         pytest.skip("no chromium on this machine: apt-get install chromium (CI installs it)")
-    if not AXE.exists():
-        pytest.fail(f"{AXE} is missing: run `npm ci` at the repository root")
+    if not axe_path().exists():
+        pytest.fail(f"{axe_path()} is missing: run `npm ci` at the repository root")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield browser
@@ -94,7 +109,7 @@ async def browser(chromium: Any, request: pytest.FixtureRequest) -> AsyncIterato
 
 async def axe_violations(page: Any) -> list[dict[str, Any]]:
     """Serious and critical WCAG 2.1 A/AA violations of the page as it is now."""
-    await page.add_script_tag(path=str(AXE))
+    await page.add_script_tag(path=str(axe_path()))
     result = await page.evaluate(
         """async () => {
             const tags = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
