@@ -150,7 +150,11 @@ async def test_card_payment_on_the_customer_page(erp, client, localstripe):
     page = await client.get(path, headers=tenant)
     assert 'id="pay"' in page.text
     assert "card-form" not in page.text
-    assert localstripe not in page.headers["content-security-policy"]
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self';" in policy  # no Stripe.js on a Checkout-only page
+    # The Pay form's answer redirects to Checkout (at the configured Stripe address): browsers check
+    # a form's redirect against form-action too.
+    assert policy.endswith(f"form-action 'self' {localstripe}")
     unconfigured = await client.post(path + "/card", json={"card_token": "tok_x"}, headers=tenant)
     assert unconfigured.status_code == 409
 
@@ -164,6 +168,7 @@ async def test_card_payment_on_the_customer_page(erp, client, localstripe):
     assert f"script-src 'self' {localstripe};" in policy
     assert f"connect-src 'self' {localstripe};" in policy
     assert "https://js.stripe.com" not in policy  # only the configured origin
+    assert policy.endswith(f"form-action 'self' {localstripe}")
     # Every other page keeps the kernel's policy.
     assert localstripe not in (await client.get(path + "/status", headers=tenant)).headers["content-security-policy"]
 

@@ -38,8 +38,16 @@ from inopsio_erp.validation import field_problem
 CARD_PAGE_CSP = (
     "default-src 'self'; script-src 'self' {js}; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
     "connect-src 'self' {api}; frame-src {frames}; font-src 'self' data:; object-src 'none'; "
-    "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    "frame-ancestors 'none'; base-uri 'self'; form-action 'self' {checkout}"
 )
+#: The page with only the Checkout button: the kernel's policy, but the Pay form's answer redirects
+#: to Stripe Checkout, and browsers hold a form's redirect to ``form-action`` too.
+CHECKOUT_PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
+    "connect-src 'self'; font-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; "
+    "form-action 'self' {checkout}"
+)
+CHECKOUT_ORIGIN = "https://checkout.stripe.com"
 
 
 class CardPaymentIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -130,12 +138,16 @@ async def public_invoice_page(
     card = can_pay and gateway.card_payments_enabled(settings)
     headers = dict(PRIVATE_HEADERS)
     card_context: dict[str, Any] = {}
+    if can_pay and not card:
+        checkout = CHECKOUT_ORIGIN if not settings.stripe_api_base else gateway.stripe_api_origin(settings)
+        headers["Content-Security-Policy"] = CHECKOUT_PAGE_CSP.format(checkout=checkout)
     if card:
         js_url = gateway.stripe_js_url(settings)
         js, api = _origin(js_url), gateway.stripe_api_origin(settings)
         # Stripe's card element lives in frames of js.stripe.com; 3-D Secure pages come from hooks.stripe.com.
         frames = js if settings.stripe_api_base else f"{js} https://hooks.stripe.com"
-        headers["Content-Security-Policy"] = CARD_PAGE_CSP.format(js=js, api=api, frames=frames)
+        checkout = CHECKOUT_ORIGIN if not settings.stripe_api_base else api
+        headers["Content-Security-Policy"] = CARD_PAGE_CSP.format(js=js, api=api, frames=frames, checkout=checkout)
         card_context = {
             "stripe_js_url": js_url,
             "pay_js_url": kernel.web.assets.url("erp/pay.js"),
