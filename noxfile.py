@@ -11,7 +11,7 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-PACKAGES = ["-e", "./core", "-e", "./tests/plugins/sample", "-e", ".[test]"]
+PACKAGES = ["-e", "./core", "-e", "./tests/plugins/sample", "-e", "./plugins/erp[test]", "-e", ".[test]"]
 
 
 def install(session: nox.Session, *extra: str) -> None:
@@ -61,6 +61,8 @@ BENCHES = {
     "realtime": "realtime.py",
     "outbox": "outbox.py",
     "web": "web.py",
+    "erp-pdf": "erp_pdf.py",
+    "erp-invoicing": "erp_invoicing.py",
 }
 
 

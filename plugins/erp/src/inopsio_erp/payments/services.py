@@ -1,0 +1,211 @@
+"""Booking money on invoices: payments (manual or from Stripe) and refunds, keeping each invoice's
+paid amount, balance and status right, and publishing ``erp.payment.*`` / ``erp.invoice.paid``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inopsio.errors import Problem
+from inopsio.tenancy.schemas import TenantInfo
+from inopsio_erp import formatting, mailer
+from inopsio_erp.events import PaymentEvent, publish
+from inopsio_erp.invoices import services as invoices
+from inopsio_erp.models import Invoice, Payment
+from inopsio_erp.totals import minor_unit
+from inopsio_erp.validation import field_problem
+
+
+def check_money(amount: Decimal, currency: str, pointer: str = "/amount") -> Decimal:
+    if not amount.is_finite() or amount <= 0:
+        raise field_problem(pointer, "the amount must be more than zero")
+    if amount != amount.quantize(minor_unit(currency)):
+        raise field_problem(
+            pointer, f"{currency} amounts have at most {-minor_unit(currency).as_tuple().exponent} decimals"
+        )
+    return amount
+
+
+def payment_event(
+    invoice: Invoice, payment: Payment | None, amount: Decimal, method: str, reason: str | None = None
+) -> PaymentEvent:
+    return PaymentEvent(
+        invoice_id=invoice.id,
+        number=invoice.number,
+        currency=invoice.currency,
+        amount=amount,
+        method=method,
+        balance=invoices.balance(invoice),
+        payment_id=payment.id if payment else None,
+        reason=reason,
+    )
+
+
+async def record_payment(
+    kernel: Any,
+    session: AsyncSession,
+    tenant: TenantInfo,
+    invoice_id: UUID,
+    *,
+    amount: Decimal,
+    method: str,
+    received_on: dt.date | None = None,
+    reference: str = "",
+    note: str = "",
+    provider_ref: str | None = None,
+    actor: str | None = None,
+    confirm_by_email: bool = False,
+) -> Payment:
+    """Book a payment; refused (422) when larger than the open balance, 409 on an invoice not open."""
+    invoice = await invoices.get_invoice(session, invoice_id, lock=True)
+    if invoice.kind != "invoice" or invoice.status not in invoices.OPEN_STATES:
+        raise Problem(409, "invoice-not-open", f"Payments are booked on open invoices; this one is {invoice.status}.")
+    check_money(amount, invoice.currency)
+    open_balance = invoices.balance(invoice)
+    if amount > open_balance:
+        shown = open_balance.quantize(minor_unit(invoice.currency))
+        raise field_problem(
+            "/amount",
+            f"the payment ({amount}) is larger than the open balance ({shown})",
+            code="payment-exceeds-balance",
+        )
+    payment = Payment(
+        invoice_id=invoice.id,
+        kind="payment",
+        method=method,
+        amount=amount,
+        currency=invoice.currency,
+        received_on=received_on or formatting.today(tenant),
+        reference=reference,
+        note=note,
+        provider_ref=provider_ref,
+    )
+    session.add(payment)
+    invoice.amount_paid += amount
+    invoices.refresh_status(invoice)
+    await session.flush()
+    await publish(kernel, session, "erp.payment.received", payment_event(invoice, payment, amount, method), actor=actor)
+    if invoice.status == "paid":
+        await publish(kernel, session, "erp.invoice.paid", invoices.invoice_event(invoice), actor=actor)
+    if confirm_by_email:
+        await send_confirmation(kernel, tenant, invoice, payment)
+    return payment
+
+
+async def send_confirmation(kernel: Any, tenant: TenantInfo, invoice: Invoice, payment: Payment) -> None:
+    email = invoice.customer_snapshot.get("email", "")
+    if not email:
+        return
+    locale = tenant.settings.locale
+    left = invoices.balance(invoice)
+    path = invoices.public_path(invoice) or ""
+    await mailer.send(
+        kernel,
+        tenant,
+        to=email,
+        template="payment_received",
+        context={
+            "customer_name": invoice.customer_snapshot.get("name", ""),
+            "number": invoice.number,
+            "amount": formatting.money(payment.amount, invoice.currency, locale),
+            "balance": formatting.money(left, invoice.currency, locale),
+            "balance_open": left > 0,
+            "link": mailer.tenant_url(kernel, tenant, path),
+        },
+        job_id=f"erp.payment-mail:{payment.id}",
+    )
+
+
+async def get_payment(session: AsyncSession, payment_id: UUID, *, lock: bool = False) -> Payment:
+    query = select(Payment).where(Payment.id == payment_id)
+    if lock:
+        query = query.with_for_update()
+    payment = (await session.execute(query)).scalar_one_or_none()
+    if payment is None:
+        raise Problem(404, "not-found", "No such payment.")
+    return payment
+
+
+async def refundable(session: AsyncSession, payment: Payment) -> Decimal:
+    refunded = await session.scalar(
+        select(func.coalesce(func.sum(Payment.amount), 0)).where(
+            Payment.refund_of_id == payment.id, Payment.kind == "refund"
+        )
+    )
+    return payment.amount - Decimal(refunded or 0)
+
+
+async def record_refund(
+    kernel: Any,
+    session: AsyncSession,
+    tenant: TenantInfo,
+    payment_id: UUID,
+    *,
+    amount: Decimal | None,
+    note: str = "",
+    provider_ref: str | None = None,
+    actor: str | None = None,
+) -> Payment:
+    """Book money given back on a payment (at most what is left of it); the invoice reopens by that much."""
+    payment = await get_payment(session, payment_id, lock=True)
+    if payment.kind != "payment":
+        raise Problem(409, "not-a-payment", "Only a payment can be refunded.")
+    invoice = await invoices.get_invoice(session, payment.invoice_id, lock=True)
+    left = await refundable(session, payment)
+    amount = left if amount is None else check_money(amount, payment.currency)
+    if amount <= 0 or amount > left:
+        raise field_problem("/amount", f"at most {left} of this payment can be refunded", code="refund-exceeds-payment")
+    refund = Payment(
+        invoice_id=invoice.id,
+        kind="refund",
+        method=payment.method,
+        amount=amount,
+        currency=payment.currency,
+        received_on=formatting.today(tenant),
+        note=note,
+        provider_ref=provider_ref,
+        refund_of_id=payment.id,
+    )
+    session.add(refund)
+    invoice.amount_paid -= amount
+    invoices.refresh_status(invoice)
+    await session.flush()
+    await publish(
+        kernel, session, "erp.payment.refunded", payment_event(invoice, refund, amount, payment.method), actor=actor
+    )
+    return refund
+
+
+async def refund(
+    kernel: Any, session: AsyncSession, tenant: TenantInfo, payment_id: UUID, data: Any, *, actor: str | None = None
+) -> Payment:
+    """A staff refund: a Stripe payment is refunded at Stripe first (its refund id books it once, whether
+    this call or the ``charge.refunded`` webhook comes first); a manual one is only recorded."""
+    payment = await get_payment(session, payment_id)
+    provider_ref = None
+    if payment.method == "stripe" and payment.kind == "payment":
+        from inopsio_erp.stripe_gateway import services as gateway
+
+        left = await refundable(session, payment)
+        amount = left if data.amount is None else check_money(data.amount, payment.currency)
+        if amount <= 0 or amount > left:
+            raise field_problem(
+                "/amount", f"at most {left} of this payment can be refunded", code="refund-exceeds-payment"
+            )
+        provider_ref = await gateway.create_refund(kernel, session, payment, amount)
+        existing = (
+            await session.execute(select(Payment).where(Payment.provider_ref == provider_ref))
+        ).scalar_one_or_none()
+        if existing is not None:
+            return existing
+        data_amount: Decimal | None = amount
+    else:
+        data_amount = data.amount
+    return await record_refund(
+        kernel, session, tenant, payment_id, amount=data_amount, note=data.note, provider_ref=provider_ref, actor=actor
+    )
