@@ -10,7 +10,7 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-PACKAGES = ["-e", "./core", "-e", "./tests/plugins/sample", "-e", ".[test]"]
+PACKAGES = ["-e", "./core", "-e", "./tests/plugins/sample", "-e", "./plugins/crm", "-e", ".[test]"]
 
 
 def install(session: nox.Session, *extra: str) -> None:

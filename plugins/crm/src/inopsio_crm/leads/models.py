@@ -1,0 +1,131 @@
+"""What the database stores about leads (the API speaks :mod:`inopsio_crm.leads.schemas`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Computed,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.orm import Mapped, mapped_column
+
+from inopsio.db import Base, TenantOwned, TenantScoped, Timestamped, tenant_foreign_key, tenant_table_args
+from inopsio.db.base import utcnow
+
+LEAD_STATUSES = ("new", "contacted", "qualified", "unqualified", "converted")
+ACTIVITY_KINDS = ("created", "note", "status_changed", "assigned", "updated", "merged", "restored", "converted")
+CUSTOM_FIELD_TYPES = ("text", "number", "date", "choice", "boolean")
+
+#: What full-text search looks at; 'simple' keeps names and addresses as they are (no stemming).
+SEARCH_DOCUMENT = (
+    "to_tsvector('simple'::regconfig, coalesce(name, '') || ' ' || coalesce(email, '') || ' ' || "
+    "coalesce(phone, '') || ' ' || coalesce(company, '') || ' ' || coalesce(title, '') || ' ' || "
+    "coalesce(source, ''))"
+)
+
+
+class Lead(TenantOwned, Timestamped, Base):
+    __tablename__ = "crm_leads"
+    __table_args__ = tenant_table_args(
+        CheckConstraint(f"status IN {LEAD_STATUSES!r}", name="status"),
+        CheckConstraint("(estimated_value IS NULL) = (currency IS NULL)", name="value_currency"),
+        Index("ix_crm_leads_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_crm_leads_tenant_owner", "tenant_id", "owner_id"),
+        Index("ix_crm_leads_tenant_email", "tenant_id", text("lower(email)")),
+        Index("ix_crm_leads_tenant_phone", "tenant_id", "phone"),
+        Index("ix_crm_leads_search", "search", postgresql_using="gin"),
+        Index("ix_crm_leads_tags", "tags", postgresql_using="gin"),
+        Index("ix_crm_leads_custom", "custom", postgresql_using="gin", postgresql_ops={"custom": "jsonb_path_ops"}),
+    )
+
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    #: E.164 (``+41446681800``).
+    phone: Mapped[str | None] = mapped_column(String(32))
+    company: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    title: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    source: Mapped[str] = mapped_column(String(50), default="", server_default="")
+    status: Mapped[str] = mapped_column(String(20), default="new", server_default="new")
+    owner_id: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    estimated_value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    tags: Mapped[list[str]] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))
+    #: Values of the tenant's custom fields by key, validated against their definitions.
+    custom: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    #: Set while the lead is in the bin (restorable until purged) or once merged into another.
+    deleted_at: Mapped[dt.datetime | None]
+    merged_into_id: Mapped[UUID | None]
+    search: Mapped[Any] = mapped_column(TSVECTOR, Computed(SEARCH_DOCUMENT, persisted=True), deferred=True)
+
+    @classmethod
+    def __inopsio_sample__(cls) -> dict[str, Any]:
+        return {"status": "new", "estimated_value": None, "currency": None}
+
+
+class LeadActivity(TenantOwned, Base):
+    """One entry of a lead's timeline: a note, a status change, an assignment, a merge."""
+
+    __tablename__ = "crm_lead_activities"
+    __table_args__ = tenant_table_args(
+        tenant_foreign_key(["lead_id"], "crm_leads", ondelete="CASCADE"),
+        CheckConstraint(f"kind IN {ACTIVITY_KINDS!r}", name="kind"),
+        Index("ix_crm_lead_activities_lead", "tenant_id", "lead_id", "created_at"),
+    )
+
+    lead_id: Mapped[UUID] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    body: Mapped[str] = mapped_column(Text, default="", server_default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+    @classmethod
+    def __inopsio_sample__(cls) -> dict[str, Any]:
+        return {"kind": "note"}
+
+
+class CustomField(TenantOwned, Timestamped, Base):
+    """A tenant's typed extra field on leads; values live in ``crm_leads.custom`` under ``key``."""
+
+    __tablename__ = "crm_custom_fields"
+    __table_args__ = tenant_table_args(
+        CheckConstraint(f"type IN {CUSTOM_FIELD_TYPES!r}", name="type"),
+        Index("uq_crm_custom_fields_key", "tenant_id", "key", unique=True),
+    )
+
+    key: Mapped[str] = mapped_column(String(50))
+    label: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(10))
+    choices: Mapped[list[str]] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))
+    required: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    @classmethod
+    def __inopsio_sample__(cls) -> dict[str, Any]:
+        return {"type": "text"}
+
+
+class AssignmentRule(TenantScoped, Base):
+    """The tenant's round-robin rule: new leads without an owner go to ``member_ids`` in turn."""
+
+    __tablename__ = "crm_assignment_rules"
+
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    member_ids: Mapped[list[str]] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))
+    #: Index into ``member_ids`` of the next member to get a lead.
+    next_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now(), onupdate=utcnow)

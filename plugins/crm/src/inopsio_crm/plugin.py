@@ -1,0 +1,36 @@
+"""Hook implementations of the CRM: they only point at its models, routes, events, jobs and nodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from inopsio import hookimpl
+from inopsio_crm.events import EVENT_TYPES
+from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity
+from inopsio_crm.permissions import PERMISSIONS
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "versions"
+
+
+@hookimpl
+def register_models(register: Any) -> None:
+    for model in (Lead, LeadActivity, CustomField, AssignmentRule):
+        register(model)
+
+
+@hookimpl
+def register_migrations(register: Any) -> None:
+    register(MIGRATIONS, "crm")
+
+
+@hookimpl
+def register_permissions(register: Any) -> None:
+    for permission in PERMISSIONS:
+        register(permission)
+
+
+@hookimpl
+def register_event_types(register: Any) -> None:
+    for event_type in EVENT_TYPES:
+        register(event_type)
