@@ -7,6 +7,12 @@ from typing import Any
 
 from inopsio import hookimpl
 from inopsio_crm.events import EVENT_TYPES
+from inopsio_crm.leads.controllers import (
+    CustomFieldController,
+    LeadController,
+    get_assignment_rule,
+    set_assignment_rule,
+)
 from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity
 from inopsio_crm.permissions import PERMISSIONS
 
@@ -34,3 +40,9 @@ def register_permissions(register: Any) -> None:
 def register_event_types(register: Any) -> None:
     for event_type in EVENT_TYPES:
         register(event_type)
+
+
+@hookimpl
+def register_routes(register: Any) -> None:
+    for handler in (LeadController, CustomFieldController, get_assignment_rule, set_assignment_rule):
+        register(handler)
