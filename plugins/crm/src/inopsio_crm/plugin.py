@@ -7,6 +7,7 @@ from typing import Any
 
 from inopsio import hookimpl
 from inopsio_crm.events import EVENT_TYPES
+from inopsio_crm.jobs import purge_deleted_leads
 from inopsio_crm.leads.controllers import (
     CustomFieldController,
     LeadController,
@@ -46,3 +47,14 @@ def register_event_types(register: Any) -> None:
 def register_routes(register: Any) -> None:
     for handler in (LeadController, CustomFieldController, get_assignment_rule, set_assignment_rule):
         register(handler)
+
+
+@hookimpl
+def register_jobs(register: Any, settings: Any) -> None:
+    register(
+        purge_deleted_leads,
+        name="crm.purge_deleted_leads",
+        max_tries=1,
+        timeout=600,
+        cron={"minute": {23}, "second": 0},
+    )

@@ -18,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, Numeric, Select, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Numeric, Select, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.db.base import utcnow
@@ -614,9 +614,3 @@ class LeadService:
 def _snapshot(lead: Lead) -> dict[str, Any]:
     """What the merged lead held, kept in the survivor's timeline."""
     return msgspec.to_builtins(lead_out(lead))
-
-
-async def purge_deleted(session: AsyncSession, older_than: dt.datetime) -> int:
-    """Remove leads in the bin since before ``older_than`` (merged leads are kept: they record history)."""
-    result = await session.execute(delete(Lead).where(Lead.deleted_at < older_than, Lead.merged_into_id.is_(None)))
-    return result.rowcount or 0
