@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from inopsio import hookimpl
+from inopsio_crm.contacts.controllers import CompanyController, ContactController, convert_lead
+from inopsio_crm.contacts.models import Company, Contact
 from inopsio_crm.events import EVENT_TYPES
 from inopsio_crm.jobs import purge_deleted_leads
 from inopsio_crm.leads.controllers import (
@@ -16,13 +18,27 @@ from inopsio_crm.leads.controllers import (
 )
 from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity
 from inopsio_crm.permissions import PERMISSIONS
+from inopsio_crm.pipeline.controllers import DealController, PipelineController, StageController
+from inopsio_crm.pipeline.models import Deal, DealStageChange, Pipeline, Stage
+from inopsio_crm.pipeline.services import add_pipeline
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "versions"
 
 
 @hookimpl
 def register_models(register: Any) -> None:
-    for model in (Lead, LeadActivity, CustomField, AssignmentRule):
+    for model in (
+        Lead,
+        LeadActivity,
+        CustomField,
+        AssignmentRule,
+        Company,
+        Contact,
+        Pipeline,
+        Stage,
+        Deal,
+        DealStageChange,
+    ):
         register(model)
 
 
@@ -45,7 +61,18 @@ def register_event_types(register: Any) -> None:
 
 @hookimpl
 def register_routes(register: Any) -> None:
-    for handler in (LeadController, CustomFieldController, get_assignment_rule, set_assignment_rule):
+    for handler in (
+        LeadController,
+        CustomFieldController,
+        get_assignment_rule,
+        set_assignment_rule,
+        CompanyController,
+        ContactController,
+        convert_lead,
+        PipelineController,
+        StageController,
+        DealController,
+    ):
         register(handler)
 
 
@@ -58,3 +85,9 @@ def register_jobs(register: Any, settings: Any) -> None:
         timeout=600,
         cron={"minute": {23}, "second": 0},
     )
+
+
+@hookimpl
+async def on_tenant_created(tenant: Any, session: Any) -> None:
+    """Every new tenant starts with one sales pipeline of five stages."""
+    await add_pipeline(session, "Sales")

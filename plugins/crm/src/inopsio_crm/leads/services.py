@@ -355,9 +355,9 @@ class LeadService:
             lead.owner_id = round_robin
         self.session.add(lead)
         await self.session.flush()
-        self._activity(lead.id, "created", data={"source": lead.source, "how": how})
+        self.record_activity(lead.id, "created", data={"source": lead.source, "how": how})
         if data.notes.strip():
-            self._activity(lead.id, "note", body=data.notes.strip())
+            self.record_activity(lead.id, "note", body=data.notes.strip())
         await self.kernel.events.publish(
             self.session,
             "crm.lead.created",
@@ -372,7 +372,7 @@ class LeadService:
             ),
         )
         if lead.owner_id is not None:
-            self._activity(
+            self.record_activity(
                 lead.id, "assigned", data={"owner_id": str(lead.owner_id), "how": "round_robin" if round_robin else how}
             )
             await self.kernel.events.publish(
@@ -430,10 +430,10 @@ class LeadService:
         for name in changed:
             setattr(lead, name, changes[name])
         if "status" in changed:
-            self._activity(lead.id, "status_changed", data={"from": old_status, "to": lead.status})
+            self.record_activity(lead.id, "status_changed", data={"from": old_status, "to": lead.status})
         other = [c for c in changed if c != "status"]
         if other:
-            self._activity(lead.id, "updated", data={"fields": other})
+            self.record_activity(lead.id, "updated", data={"fields": other})
         if changed:
             lead.updated_at = utcnow()
             await self.kernel.events.publish(
@@ -446,11 +446,11 @@ class LeadService:
 
     async def add_note(self, lead_id: UUID, body: str) -> LeadActivity:
         lead = await self.get(lead_id)
-        activity = self._activity(lead.id, "note", body=body.strip())
+        activity = self.record_activity(lead.id, "note", body=body.strip())
         await self.session.flush()
         return activity
 
-    def _activity(
+    def record_activity(
         self, lead_id: UUID, kind: str, *, body: str = "", data: dict[str, Any] | None = None
     ) -> LeadActivity:
         activity = LeadActivity(lead_id=lead_id, kind=kind, actor_id=self.viewer.user_id, body=body, data=data or {})
@@ -468,7 +468,7 @@ class LeadService:
     async def restore(self, lead_id: UUID) -> Lead:
         lead = await self.get(lead_id, deleted=True, for_update=True)
         lead.deleted_at = None
-        self._activity(lead.id, "restored")
+        self.record_activity(lead.id, "restored")
         await self.session.flush()
         return lead
 
@@ -510,7 +510,7 @@ class LeadService:
         )
         duplicate.deleted_at = utcnow()
         duplicate.merged_into_id = survivor.id
-        self._activity(
+        self.record_activity(
             survivor.id,
             "merged",
             body=f"Merged {duplicate.name}" + (f" ({duplicate.email})" if duplicate.email else ""),
@@ -574,7 +574,7 @@ class LeadService:
         previous = lead.owner_id
         lead.owner_id = owner_id
         lead.updated_at = utcnow()
-        self._activity(
+        self.record_activity(
             lead.id,
             "assigned",
             data={

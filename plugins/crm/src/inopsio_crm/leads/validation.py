@@ -77,21 +77,23 @@ def normalise_phone(raw: str | None, region: str | None, errors: FieldErrors, po
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def check_money(value: Decimal | None, currency: str | None, errors: FieldErrors) -> str | None:
+def check_money(
+    value: Decimal | None, currency: str | None, errors: FieldErrors, *, value_field: str = "/estimated_value"
+) -> str | None:
     """The currency upper-cased; a value needs an ISO 4217 currency and a currency needs a value."""
     if currency is not None:
         currency = currency.upper()
         if currency not in _CURRENCIES:
             errors.add("/currency", f"{currency!r} is not an ISO 4217 currency code")
     if value is not None and currency is None:
-        errors.add("/currency", "an estimated value needs a currency")
+        errors.add("/currency", "a value needs a currency")
     if value is None and currency is not None:
-        errors.add("/estimated_value", "a currency needs an estimated value")
+        errors.add(value_field, "a currency needs a value")
     if value is not None:
         if not value.is_finite() or value < 0 or value >= MAX_MONEY:
-            errors.add("/estimated_value", "must be a number from 0 to 10^16")
+            errors.add(value_field, "must be a number from 0 to 10^16")
         elif value.as_tuple().exponent < -2:  # type: ignore[operator]
-            errors.add("/estimated_value", "at most two decimal places")
+            errors.add(value_field, "at most two decimal places")
     return currency
 
 
