@@ -83,7 +83,9 @@ class ContactService:
     async def company(self, company_id: UUID, *, for_update: bool = False) -> Company:
         statement = select(Company).where(Company.id == company_id)
         company = (
-            await self.session.execute(statement.with_for_update() if for_update else statement)
+            await self.session.execute(
+                statement.with_for_update().execution_options(populate_existing=True) if for_update else statement
+            )
         ).scalar_one_or_none()
         if company is None:
             raise Problem(404, "not-found", "No such company.")
@@ -135,7 +137,9 @@ class ContactService:
     async def contact(self, contact_id: UUID, *, for_update: bool = False) -> Contact:
         statement = select(Contact).where(Contact.id == contact_id)
         contact = (
-            await self.session.execute(statement.with_for_update() if for_update else statement)
+            await self.session.execute(
+                statement.with_for_update().execution_options(populate_existing=True) if for_update else statement
+            )
         ).scalar_one_or_none()
         if contact is None:
             raise Problem(404, "not-found", "No such contact.")

@@ -418,7 +418,9 @@ async def set_assignment_rule(
     if data.enabled and not members:
         errors.add("/member_ids", "an enabled rule needs at least one member")
     errors.raise_if_any("invalid-assignment-rule", "assignment rule")
-    rule = (await db_session.execute(select(AssignmentRule).with_for_update())).scalar_one_or_none()
+    rule = (
+        await db_session.execute(select(AssignmentRule).with_for_update().execution_options(populate_existing=True))
+    ).scalar_one_or_none()
     if rule is None:
         rule = AssignmentRule(tenant_id=tenant.id)
         db_session.add(rule)

@@ -182,7 +182,7 @@ class LeadService:
         if deleted:
             statement = statement.where(Lead.merged_into_id.is_(None))
         if for_update:
-            statement = statement.with_for_update()
+            statement = statement.with_for_update().execution_options(populate_existing=True)
         lead = (await self.session.execute(statement)).scalar_one_or_none()
         if lead is None:
             raise Problem(404, "not-found", "No such lead.")
@@ -548,6 +548,7 @@ class LeadService:
                     .where(Lead.id.in_(unique), Lead.deleted_at.is_(None), self.visible())
                     .order_by(Lead.id)
                     .with_for_update()
+                    .execution_options(populate_existing=True)
                 )
             ).scalars()
         )
@@ -592,7 +593,11 @@ class LeadService:
 
     async def _next_round_robin_owner(self) -> UUID | None:
         """The member whose turn it is (and advance the turn), when the tenant's rule is on."""
-        rule = (await self.session.execute(select(AssignmentRule).with_for_update())).scalar_one_or_none()
+        rule = (
+            await self.session.execute(
+                select(AssignmentRule).with_for_update().execution_options(populate_existing=True)
+            )
+        ).scalar_one_or_none()
         if rule is None or not rule.enabled or not rule.member_ids:
             return None
         # Skip members who have left since the rule was written.

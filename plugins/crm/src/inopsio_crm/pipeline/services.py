@@ -3,6 +3,8 @@
 Deals carry a ``version``: each change raises it and a change naming an older version is refused with
 409 and the deal as it is now, so two people dragging the same card never overwrite each other
 silently. A move locks the stages it touches, so positions in a column stay a dense 0..n-1 sequence.
+Locking reads use ``populate_existing``: the row read under the lock must replace what the session
+already holds, or a version check would compare against a stale copy.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class PipelineService:
     async def pipeline(self, pipeline_id: UUID, *, for_update: bool = False) -> Pipeline:
         statement = select(Pipeline).where(Pipeline.id == pipeline_id)
         if for_update:
-            statement = statement.with_for_update()
+            statement = statement.with_for_update().execution_options(populate_existing=True)
         pipeline = (await self.session.execute(statement)).scalar_one_or_none()
         if pipeline is None:
             raise Problem(404, "not-found", "No such pipeline.")
@@ -123,7 +125,7 @@ class PipelineService:
     async def stages(self, pipeline_id: UUID, *, for_update: bool = False) -> list[Stage]:
         statement = select(Stage).where(Stage.pipeline_id == pipeline_id).order_by(Stage.position, Stage.id)
         if for_update:
-            statement = statement.with_for_update()
+            statement = statement.with_for_update().execution_options(populate_existing=True)
         return list((await self.session.execute(statement)).scalars())
 
     async def pipeline_out(self, pipeline: Pipeline) -> PipelineOut:
@@ -165,7 +167,7 @@ class PipelineService:
     async def stage(self, stage_id: UUID, *, for_update: bool = False) -> Stage:
         statement = select(Stage).where(Stage.id == stage_id)
         if for_update:
-            statement = statement.with_for_update()
+            statement = statement.with_for_update().execution_options(populate_existing=True)
         stage = (await self.session.execute(statement)).scalar_one_or_none()
         if stage is None:
             raise Problem(404, "not-found", "No such stage.")
@@ -217,7 +219,11 @@ class PipelineService:
         deals = list(
             (
                 await self.session.execute(
-                    select(Deal).where(Deal.stage_id == stage.id).order_by(Deal.position, Deal.id).with_for_update()
+                    select(Deal)
+                    .where(Deal.stage_id == stage.id)
+                    .order_by(Deal.position, Deal.id)
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
                 )
             ).scalars()
         )
@@ -249,7 +255,7 @@ class PipelineService:
     async def deal(self, deal_id: UUID, *, for_update: bool = False) -> Deal:
         statement = select(Deal).where(Deal.id == deal_id)
         if for_update:
-            statement = statement.with_for_update()
+            statement = statement.with_for_update().execution_options(populate_existing=True)
         deal = (await self.session.execute(statement)).scalar_one_or_none()
         if deal is None:
             raise Problem(404, "not-found", "No such deal.")
@@ -390,6 +396,7 @@ class PipelineService:
                     .where(Stage.id.in_(stage_ids), Stage.pipeline_id == deal.pipeline_id)
                     .order_by(Stage.id)
                     .with_for_update()
+                    .execution_options(populate_existing=True)
                 )
             ).scalars()
         }
