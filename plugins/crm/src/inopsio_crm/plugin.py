@@ -9,14 +9,15 @@ from inopsio import hookimpl
 from inopsio_crm.contacts.controllers import CompanyController, ContactController, convert_lead
 from inopsio_crm.contacts.models import Company, Contact
 from inopsio_crm.events import EVENT_TYPES
-from inopsio_crm.jobs import purge_deleted_leads
+from inopsio_crm.jobs import import_leads, purge_deleted_leads
 from inopsio_crm.leads.controllers import (
     CustomFieldController,
     LeadController,
     get_assignment_rule,
     set_assignment_rule,
 )
-from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity
+from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity, LeadImport
+from inopsio_crm.leads.transfer_controllers import ImportController, export_leads
 from inopsio_crm.permissions import PERMISSIONS
 from inopsio_crm.pipeline.controllers import DealController, PipelineController, StageController
 from inopsio_crm.pipeline.models import Deal, DealStageChange, Pipeline, Stage
@@ -38,6 +39,7 @@ def register_models(register: Any) -> None:
         Stage,
         Deal,
         DealStageChange,
+        LeadImport,
     ):
         register(model)
 
@@ -72,12 +74,15 @@ def register_routes(register: Any) -> None:
         PipelineController,
         StageController,
         DealController,
+        ImportController,
+        export_leads,
     ):
         register(handler)
 
 
 @hookimpl
 def register_jobs(register: Any, settings: Any) -> None:
+    register(import_leads, name="crm.import_leads", max_tries=3, timeout=1800, retry_delay=5)
     register(
         purge_deleted_leads,
         name="crm.purge_deleted_leads",

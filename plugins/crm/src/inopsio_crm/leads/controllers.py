@@ -9,6 +9,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post, put
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import JSONB
@@ -76,13 +77,13 @@ def _custom_value(field: CustomField, raw: str, name: str) -> Any:
 
 
 async def custom_filters(
-    svc: LeadService, request: Request[Any, Any, Any]
+    db_session: Any, request: Request[Any, Any, Any]
 ) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
     """``?cf.industry=Retail`` (equality) and ``?cf.employees.min=10&cf.employees.max=50`` (ranges)."""
     params = [(k, v) for k, v in request.query_params.multi_items() if k.startswith(CUSTOM_PREFIX)]
     if not params:
         return {}, {}
-    fields = await svc.custom_fields()
+    fields = {f.key: f for f in (await db_session.execute(select(CustomField))).scalars()}
     equals: dict[str, Any] = {}
     ranges: dict[str, list[Any]] = {}
     for name, raw in params:
@@ -98,6 +99,45 @@ async def custom_filters(
         else:
             raise _query_error(name, "ranges (.min, .max) apply to number and date fields")
     return equals, {k: (v[0], v[1]) for k, v in ranges.items()}
+
+
+async def provide_lead_filters(
+    request: Request[Any, Any, Any],
+    db_session: DbSession,
+    q: Annotated[str | None, QueryParameter(max_length=200, description="Full-text search")] = None,
+    status: Annotated[list[str] | None, QueryParameter(description="One or more statuses")] = None,
+    owner: Annotated[
+        str | None, QueryParameter(description="A user id, me, or none (unassigned)", max_length=36)
+    ] = None,
+    source: Annotated[str | None, QueryParameter(max_length=50)] = None,
+    tag: Annotated[list[str] | None, QueryParameter(description="Leads carrying every tag given")] = None,
+    created_from: FromQuery[dt.datetime | None] = None,
+    created_to: FromQuery[dt.datetime | None] = None,
+    value_min: FromQuery[Decimal | None] = None,
+    value_max: FromQuery[Decimal | None] = None,
+    deleted: Annotated[bool, QueryParameter(description="List the bin (deleted, restorable)")] = False,
+) -> LeadFilters:
+    """The lead list's filters from the query string (shared by the list and the export)."""
+    if owner not in (None, "me", "none"):
+        try:
+            UUID(owner)
+        except ValueError:
+            raise _query_error("owner", "use a user id, me or none") from None
+    equals, ranges = await custom_filters(db_session, request)
+    return LeadFilters(
+        q=q,
+        status=status or (),
+        owner=owner,
+        source=source,
+        tags=tag or (),
+        created_from=created_from,
+        created_to=created_to,
+        value_min=value_min,
+        value_max=value_max,
+        custom_equals=equals,
+        custom_ranges=ranges,
+        deleted=deleted,
+    )
 
 
 class LeadController(Controller):
@@ -118,51 +158,20 @@ class LeadController(Controller):
         lead = await service(kernel, db_session, tenant, request).create(data, allow_duplicate=allow_duplicate)
         return lead_out(lead)
 
-    @get("/", opt={"permission": "crm.leads.read"})
+    @get("/", opt={"permission": "crm.leads.read"}, dependencies={"filters": Provide(provide_lead_filters)})
     async def list_leads(
         self,
         request: Request[Any, Any, Any],
         kernel: KernelDep,
         tenant: CurrentTenant,
         db_session: DbSession,
-        q: Annotated[str | None, QueryParameter(max_length=200, description="Full-text search")] = None,
-        status: Annotated[list[str] | None, QueryParameter(description="One or more statuses")] = None,
-        owner: Annotated[
-            str | None, QueryParameter(description="A user id, me, or none (unassigned)", max_length=36)
-        ] = None,
-        source: Annotated[str | None, QueryParameter(max_length=50)] = None,
-        tag: Annotated[list[str] | None, QueryParameter(description="Leads carrying every tag given")] = None,
-        created_from: FromQuery[dt.datetime | None] = None,
-        created_to: FromQuery[dt.datetime | None] = None,
-        value_min: FromQuery[Decimal | None] = None,
-        value_max: FromQuery[Decimal | None] = None,
-        deleted: Annotated[bool, QueryParameter(description="List the bin (deleted, restorable)")] = False,
+        filters: NamedDependency[LeadFilters],
         sort: Annotated[str, QueryParameter(max_length=20)] = "-created_at",
         cursor: Annotated[str | None, QueryParameter(max_length=500)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> LeadPage:
         """The viewer's leads, filtered (``cf.<key>=`` for custom fields), sorted, a page at a time."""
         svc = service(kernel, db_session, tenant, request)
-        if owner not in (None, "me", "none"):
-            try:
-                UUID(owner)
-            except ValueError:
-                raise _query_error("owner", "use a user id, me or none") from None
-        equals, ranges = await custom_filters(svc, request)
-        filters = LeadFilters(
-            q=q,
-            status=status or (),
-            owner=owner,
-            source=source,
-            tags=tag or (),
-            created_from=created_from,
-            created_to=created_to,
-            value_min=value_min,
-            value_max=value_max,
-            custom_equals=equals,
-            custom_ranges=ranges,
-            deleted=deleted,
-        )
         return await svc.list(filters, sort=sort, limit=limit, cursor=cursor)
 
     @post("/assign", opt={"permission": "crm.leads.assign"}, status_code=200)

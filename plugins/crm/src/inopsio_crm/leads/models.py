@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -129,3 +130,43 @@ class AssignmentRule(TenantScoped, Base):
     #: Index into ``member_ids`` of the next member to get a lead.
     next_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now(), onupdate=utcnow)
+
+
+IMPORT_STATUSES = ("uploaded", "queued", "running", "done", "failed")
+DUPLICATE_POLICIES = ("skip", "update", "create")
+
+
+class LeadImport(TenantOwned, Timestamped, Base):
+    """One CSV upload and what became of it: the file itself, the mapping, counts and rejected rows."""
+
+    __tablename__ = "crm_lead_imports"
+    __table_args__ = tenant_table_args(
+        CheckConstraint(f"status IN {IMPORT_STATUSES!r}", name="status"),
+        CheckConstraint(f"duplicate_policy IN {DUPLICATE_POLICIES!r}", name="duplicate_policy"),
+    )
+
+    filename: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    encoding: Mapped[str] = mapped_column(String(20))
+    delimiter: Mapped[str] = mapped_column(String(1))
+    header: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    #: Column index (as text) → target (``name``, ``email``, ..., ``custom.<key>``).
+    mapping: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    duplicate_policy: Mapped[str] = mapped_column(String(10), default="skip", server_default="skip")
+    all_or_nothing: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    status: Mapped[str] = mapped_column(String(10), default="uploaded", server_default="uploaded")
+    total_rows: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rejected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: ``[{"line": n, "values": [...], "errors": [...]}]`` for the rejected-rows report.
+    rejects: Mapped[list[Any]] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"), deferred=True)
+    job_id: Mapped[str | None] = mapped_column(String(100))
+    created_by: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[dt.datetime | None]
+
+    @classmethod
+    def __inopsio_sample__(cls) -> dict[str, Any]:
+        return {"status": "uploaded", "duplicate_policy": "skip", "content": b"name\n", "delimiter": ","}
