@@ -31,7 +31,7 @@ class LeadAssigned(msgspec.Struct, kw_only=True):
     lead_id: UUID
     owner_id: UUID | None
     previous_owner_id: UUID | None
-    #: ``manual``, ``bulk`` or ``round_robin``.
+    #: ``manual``, ``bulk``, ``round_robin``, ``import`` or ``workflow``.
     how: str
 
 

@@ -18,6 +18,7 @@ from inopsio_crm.leads.controllers import (
 )
 from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity, LeadImport
 from inopsio_crm.leads.transfer_controllers import ImportController, export_leads
+from inopsio_crm.nodes import NODE_TYPES
 from inopsio_crm.permissions import PERMISSIONS
 from inopsio_crm.pipeline.controllers import DealController, PipelineController, StageController
 from inopsio_crm.pipeline.models import Deal, DealStageChange, Pipeline, Stage
@@ -96,3 +97,9 @@ def register_jobs(register: Any, settings: Any) -> None:
 async def on_tenant_created(tenant: Any, session: Any) -> None:
     """Every new tenant starts with one sales pipeline of five stages."""
     await add_pipeline(session, "Sales")
+
+
+@hookimpl
+def register_workflow_nodes(register: Any) -> None:
+    for node_type in NODE_TYPES:
+        register(node_type)

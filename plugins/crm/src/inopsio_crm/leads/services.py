@@ -350,7 +350,7 @@ class LeadService:
             matches = await self.duplicates_of(lead)
             if matches:
                 raise self.duplicate_problem(matches)
-        round_robin = lead.owner_id is None and await self._next_round_robin_owner()
+        round_robin = lead.owner_id is None and await self.next_round_robin_owner()
         if round_robin:
             lead.owner_id = round_robin
         self.session.add(lead)
@@ -591,7 +591,7 @@ class LeadService:
             LeadAssigned(lead_id=lead.id, owner_id=owner_id, previous_owner_id=previous, how=how),
         )
 
-    async def _next_round_robin_owner(self) -> UUID | None:
+    async def next_round_robin_owner(self) -> UUID | None:
         """The member whose turn it is (and advance the turn), when the tenant's rule is on."""
         rule = (
             await self.session.execute(
