@@ -8,6 +8,7 @@ from typing import Any
 from inopsio import hookimpl
 from inopsio_crm.contacts.controllers import CompanyController, ContactController, convert_lead
 from inopsio_crm.contacts.models import Company, Contact
+from inopsio_crm.demo import seed
 from inopsio_crm.events import EVENT_TYPES
 from inopsio_crm.jobs import import_leads, purge_deleted_leads
 from inopsio_crm.leads.controllers import (
@@ -103,3 +104,9 @@ async def on_tenant_created(tenant: Any, session: Any) -> None:
 def register_workflow_nodes(register: Any) -> None:
     for node_type in NODE_TYPES:
         register(node_type)
+
+
+@hookimpl
+async def seed_demo_data(tenant: Any, session: Any) -> None:
+    """A few hundred deterministic leads, companies, contacts and deals for ``inopsio serve --demo``."""
+    await seed(tenant, session)
