@@ -340,3 +340,32 @@ async def test_another_tenants_lead_looks_like_no_lead(
     )
     assert merge.status_code == merge_missing.status_code == 422
     assert merge.json()["errors"] == merge_missing.json()["errors"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    address=st.one_of(
+        st.emails(),
+        st.builds(
+            lambda local, domain: f"{local}@{domain}",
+            st.text(max_size=12),
+            st.sampled_from(["example.com", "EXAMPLE.org", "bücher.de", "localhost", "-x.com", "a..b.com", "x.y"]),
+        ),
+    )
+)
+def test_email_normalisation_agrees_with_email_validator(address: str) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    from inopsio_crm.leads.validation import FieldErrors, normalise_email
+
+    errors = FieldErrors()
+    ours = normalise_email(address, errors)
+    if not address.strip():
+        assert ours is None
+        return
+    try:
+        expected = validate_email(address.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        expected = None
+    assert ours == expected
+    assert bool(errors) == (expected is None)
