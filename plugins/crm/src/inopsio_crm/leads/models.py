@@ -49,6 +49,18 @@ class Lead(TenantOwned, Timestamped, Base):
         Index("ix_crm_leads_tenant_email", "tenant_id", text("lower(email)")),
         Index("ix_crm_leads_tenant_phone", "tenant_id", "phone"),
         Index("ix_crm_leads_search", "search", postgresql_using="gin"),
+        # The list's sort orders over live leads, with the id as tie-breaker for keyset pages.
+        Index(
+            "ix_crm_leads_live_updated", "tenant_id", "updated_at", "id", postgresql_where=text("deleted_at IS NULL")
+        ),
+        Index("ix_crm_leads_live_name", "tenant_id", "name", "id", postgresql_where=text("deleted_at IS NULL")),
+        Index(
+            "ix_crm_leads_live_value",
+            "tenant_id",
+            text("coalesce(estimated_value, -1)"),
+            "id",
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
         Index("ix_crm_leads_tags", "tags", postgresql_using="gin"),
         Index("ix_crm_leads_custom", "custom", postgresql_using="gin", postgresql_ops={"custom": "jsonb_path_ops"}),
     )

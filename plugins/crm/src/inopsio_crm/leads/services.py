@@ -18,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, Numeric, Select, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Numeric, Select, func, literal_column, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.db.base import utcnow
@@ -83,7 +83,8 @@ SORTS: dict[str, Any] = {
     "created_at": Lead.created_at,
     "updated_at": Lead.updated_at,
     "name": Lead.name,
-    "estimated_value": func.coalesce(Lead.estimated_value, -1),
+    # A literal, not a parameter, so the expression matches the index on it.
+    "estimated_value": func.coalesce(Lead.estimated_value, literal_column("-1")),
 }
 
 
@@ -217,10 +218,11 @@ class LeadService:
         descending = sort.startswith("-")
         if cursor:
             value, last_id = decode_cursor(cursor, sort)
+            # A row comparison: PostgreSQL turns it into one range of the (key, id) index.
             after = (
-                or_(key < value, and_(key == value, Lead.id < last_id))
+                tuple_(key, Lead.id) < tuple_(value, last_id)
                 if descending
-                else or_(key > value, and_(key == value, Lead.id > last_id))
+                else tuple_(key, Lead.id) > tuple_(value, last_id)
             )
             statement = statement.where(after)
         order = (key.desc(), Lead.id.desc()) if descending else (key.asc(), Lead.id.asc())
