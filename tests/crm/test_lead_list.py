@@ -80,11 +80,13 @@ async def test_keyset_pages_cover_every_lead_once_in_every_sort(
     owner = await member(tenant)
     for i in range(23):
         await new_lead(owner.headers, name=f"Lead {i % 7}", estimated_value=str(i % 4 * 10), currency="EUR")
-    for sort in ("-created_at", "created_at", "name", "-name", "estimated_value", "-estimated_value", "updated_at"):
+    sorts = ("-created_at", "created_at", "name", "-name", "estimated_value", "-estimated_value", "updated_at")
+    # Without a search the sort index drives the query; with one, the matches are found first.
+    for sort, q in [(s, "") for s in sorts] + [(s, "&q=lead") for s in sorts]:
         seen: list[str] = []
         cursor = None
         for _ in range(10):
-            url = f"{LEADS}?limit=5&sort={sort}" + (f"&cursor={cursor}" if cursor else "")
+            url = f"{LEADS}?limit=5&sort={sort}{q}" + (f"&cursor={cursor}" if cursor else "")
             page = (await client.get(url, headers=owner.headers)).json()
             seen += [item["id"] for item in page["items"]]
             cursor = page["next_cursor"]
