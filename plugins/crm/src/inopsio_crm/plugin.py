@@ -17,7 +17,7 @@ from inopsio_crm.leads.controllers import (
     get_assignment_rule,
     set_assignment_rule,
 )
-from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity, LeadImport
+from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity, LeadImport, LeadTerm
 from inopsio_crm.leads.transfer_controllers import ImportController, export_leads
 from inopsio_crm.nodes import NODE_TYPES
 from inopsio_crm.permissions import PERMISSIONS
@@ -33,6 +33,7 @@ def register_models(register: Any) -> None:
     for model in (
         Lead,
         LeadActivity,
+        LeadTerm,
         CustomField,
         AssignmentRule,
         Company,

@@ -1,7 +1,7 @@
 """Finding leads that look like the same person: same email, same phone, or a close name + company.
 
-Exact matches use the ``lower(email)`` and ``phone`` indexes. Fuzzy candidates come from the
-full-text index (any word of the name), at most ``FUZZY_CANDIDATES`` of them, and are scored with
+Exact matches use the ``lower(email)`` and ``phone`` indexes. Fuzzy candidates are leads sharing a
+word with the name (the search terms), at most ``FUZZY_CANDIDATES`` of them, and are scored with
 rapidfuzz's ``token_sort_ratio`` so "Smith, Anna" matches "Anna Smith".
 """
 
@@ -16,7 +16,7 @@ from rapidfuzz import fuzz
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inopsio_crm.leads.models import Lead
+from inopsio_crm.leads.models import Lead, LeadTerm
 
 FUZZY_CANDIDATES = 200
 NAME_THRESHOLD = 88.0
@@ -39,10 +39,9 @@ def similarity(name_a: str, company_a: str, name_b: str, company_b: str) -> floa
     return float(name_score)
 
 
-def name_query(name: str) -> str | None:
-    """A tsquery matching any word of ``name``, or None when it has no word."""
-    words = {w.lower() for w in _WORD.findall(name) if len(w) > 1}
-    return " | ".join(sorted(words)) if words else None
+def name_words(name: str) -> list[str]:
+    """The words of ``name`` as the search document holds them (lower case, longer than one letter)."""
+    return sorted({w.lower()[:100] for w in _WORD.findall(name) if len(w) > 1})
 
 
 async def find_duplicates(
@@ -69,10 +68,11 @@ async def find_duplicates(
                 match.reasons.append("email")
             if phone and lead.phone == phone:
                 match.reasons.append("phone")
-    query = name_query(name)
-    if query:
+    words = name_words(name)
+    if words:
+        sharing_a_word = select(LeadTerm.lead_id).where(LeadTerm.term.in_(words))
         candidates = await session.execute(
-            select(Lead).where(Lead.search.op("@@")(func.to_tsquery("simple", query)), *live).limit(FUZZY_CANDIDATES)
+            select(Lead).where(Lead.id.in_(sharing_a_word), *live).limit(FUZZY_CANDIDATES)
         )
         for lead in candidates.scalars():
             score = similarity(name, company, lead.name, lead.company)

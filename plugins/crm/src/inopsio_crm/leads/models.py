@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Computed,
@@ -38,6 +39,8 @@ SEARCH_DOCUMENT = (
     "coalesce(source, ''))"
 )
 
+VALUE_KEY = "coalesce((estimated_value * 100)::bigint, -1)"
+
 
 class Lead(TenantOwned, Timestamped, Base):
     __tablename__ = "crm_leads"
@@ -48,21 +51,15 @@ class Lead(TenantOwned, Timestamped, Base):
         Index("ix_crm_leads_tenant_owner", "tenant_id", "owner_id"),
         Index("ix_crm_leads_tenant_email", "tenant_id", text("lower(email)")),
         Index("ix_crm_leads_tenant_phone", "tenant_id", "phone"),
-        Index("ix_crm_leads_search", "search", postgresql_using="gin"),
-        # The list's sort orders over live leads, with the id as tie-breaker for keyset pages.
+        # The list's sort orders over live leads, with the id as tie-breaker for keyset pages. Only
+        # leakproof comparisons (text, timestamptz, bigint) can use an index under row-level security,
+        # so the value is sorted by an integer key and search goes through crm_lead_terms: GIN
+        # indexes on the tsvector or the JSONB columns would never be used by the application role.
         Index(
             "ix_crm_leads_live_updated", "tenant_id", "updated_at", "id", postgresql_where=text("deleted_at IS NULL")
         ),
         Index("ix_crm_leads_live_name", "tenant_id", "name", "id", postgresql_where=text("deleted_at IS NULL")),
-        Index(
-            "ix_crm_leads_live_value",
-            "tenant_id",
-            text("coalesce(estimated_value, -1)"),
-            "id",
-            postgresql_where=text("deleted_at IS NULL"),
-        ),
-        Index("ix_crm_leads_tags", "tags", postgresql_using="gin"),
-        Index("ix_crm_leads_custom", "custom", postgresql_using="gin", postgresql_ops={"custom": "jsonb_path_ops"}),
+        Index("ix_crm_leads_live_value", "tenant_id", "value_key", "id", postgresql_where=text("deleted_at IS NULL")),
     )
 
     name: Mapped[str] = mapped_column(String(200))
@@ -83,10 +80,30 @@ class Lead(TenantOwned, Timestamped, Base):
     deleted_at: Mapped[dt.datetime | None]
     merged_into_id: Mapped[UUID | None]
     search: Mapped[Any] = mapped_column(TSVECTOR, Computed(SEARCH_DOCUMENT, persisted=True), deferred=True)
+    #: The value in cents, -1 without one: what the list sorts and filters by (see the indexes).
+    value_key: Mapped[int] = mapped_column(BigInteger, Computed(VALUE_KEY, persisted=True), deferred=True)
 
     @classmethod
     def __inopsio_sample__(cls) -> dict[str, Any]:
         return {"status": "new", "estimated_value": None, "currency": None}
+
+
+class LeadTerm(TenantScoped, Base):
+    """One word of a lead's search document (its tsvector's lexemes), kept by a trigger on crm_leads.
+
+    Searching is a range scan ``term >= 'ann' AND term < 'ann' || U+10FFFF`` per word typed, on a
+    byte-ordered (``C``) column: text comparisons are leakproof, so the index serves the application
+    role under row-level security, where ``tsvector @@ tsquery`` (not leakproof) could not use one.
+    """
+
+    __tablename__ = "crm_lead_terms"
+    __table_args__ = tenant_table_args(
+        tenant_foreign_key(["lead_id"], "crm_leads", ondelete="CASCADE"),
+        Index("ix_crm_lead_terms_term", "tenant_id", "term", "lead_id"),
+    )
+
+    lead_id: Mapped[UUID] = mapped_column(primary_key=True)
+    term: Mapped[str] = mapped_column(String(100, collation="C"), primary_key=True)
 
 
 class LeadActivity(TenantOwned, Base):

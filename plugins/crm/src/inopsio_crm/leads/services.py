@@ -18,9 +18,8 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, Numeric, Select, func, literal_column, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Numeric, Select, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from inopsio.db.base import utcnow
 from inopsio.errors import Problem
@@ -28,7 +27,7 @@ from inopsio.identity.models import Membership
 from inopsio.tenancy.schemas import TenantInfo
 from inopsio_crm.events import LeadAssigned, LeadCreated, LeadMerged, LeadUpdated
 from inopsio_crm.leads.duplicates import Duplicate, find_duplicates
-from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity
+from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity, LeadTerm
 from inopsio_crm.leads.schemas import (
     ActivityOut,
     DuplicateMatch,
@@ -83,16 +82,13 @@ class LeadFilters:
 SORTS = ("created_at", "updated_at", "name", "estimated_value")
 
 
-def value_key(entity: Any) -> Any:
-    """The value as the list sorts and filters it: no value sorts below zero.
-
-    A literal ``-1``, not a parameter, so the expression matches the index on it.
-    """
-    return func.coalesce(entity.estimated_value, literal_column("-1"))
-
-
 def sort_key(entity: Any, field: str) -> Any:
-    return value_key(entity) if field == "estimated_value" else getattr(entity, field)
+    # The value sorts by its integer key (cents; -1 for none): see the indexes on Lead.
+    return entity.value_key if field == "estimated_value" else getattr(entity, field)
+
+
+def cents(value: Decimal) -> int:
+    return int((value * 100).to_integral_value())
 
 
 def lead_out(lead: Lead) -> LeadOut:
@@ -129,11 +125,21 @@ def activity_out(activity: LeadActivity) -> ActivityOut:
     )
 
 
-def search_query(q: str) -> str | None:
-    """A prefix tsquery of every word typed (``ann smi`` finds Anna Smith), or None."""
+#: Above every character: ``term < word + TOP`` bounds the terms starting with ``word`` (byte order).
+TOP = "\U0010ffff"
+
+
+def search_words(q: str) -> list[str]:
+    """The words typed, lower-cased as the search document is (at most eight)."""
     words = [w.lower().strip(".-+") for w in _SEARCH_WORD.findall(q)]
-    words = [w.replace("'", "") for w in words if w]
-    return " & ".join(f"'{w}':*" for w in words[:8]) or None
+    return [w[:100] for w in words if w][:8]
+
+
+def matching(words: Sequence[str]) -> list[ColumnElement[bool]]:
+    """Every word is the start of some word of the lead (``ann smi`` finds Anna Smith)."""
+    return [
+        Lead.id.in_(select(LeadTerm.lead_id).where(LeadTerm.term >= word, LeadTerm.term < word + TOP)) for word in words
+    ]
 
 
 def encode_cursor(sort: str, value: Any, lead_id: UUID) -> str:
@@ -154,7 +160,7 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, UUID]:
         if field in ("created_at", "updated_at"):
             return dt.datetime.fromisoformat(value), lead_id
         if field == "estimated_value":
-            return Decimal(value), lead_id
+            return int(value), lead_id
     except ValueError:
         raise _bad_cursor() from None
     return value, lead_id
@@ -215,13 +221,6 @@ class LeadService:
         statement = self.filtered(filters)
         field = sort.lstrip("-")
         entity: Any = Lead
-        if field == "name" and filters.q and search_query(filters.q):
-            # Searching names and sorting by name: the matches bunch up in one part of the name
-            # index (all the Walters near the end), which PostgreSQL's estimates do not know, so it
-            # may walk most of the tenant's index to find them. Find the matches first, then sort.
-            matches = statement.cte("matches").prefix_with("MATERIALIZED")
-            entity = aliased(Lead, matches)
-            statement = select(entity)
         if field not in SORTS:
             raise Problem(
                 400,
@@ -241,6 +240,9 @@ class LeadService:
             )
             statement = statement.where(after)
         order = (key.desc(), entity.id.desc()) if descending else (key.asc(), entity.id.asc())
+        # Plans for this query depend on the values (how rare a search word is, how wide a range):
+        # a generic plan of a prepared statement, chosen once for all values, can be 20 times slower.
+        await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         rows = list((await self.session.execute(statement.order_by(*order).limit(limit + 1))).scalars())
         next_cursor = None
         if len(rows) > limit:
@@ -250,7 +252,7 @@ class LeadService:
                 "created_at": last.created_at.isoformat(),
                 "updated_at": last.updated_at.isoformat(),
                 "name": last.name,
-                "estimated_value": last.estimated_value if last.estimated_value is not None else -1,
+                "estimated_value": cents(last.estimated_value) if last.estimated_value is not None else -1,
             }[field]
             next_cursor = encode_cursor(sort, last_value, last.id)
         return LeadPage(items=[lead_out(lead) for lead in rows], next_cursor=next_cursor)
@@ -262,8 +264,8 @@ class LeadService:
             conditions += [Lead.deleted_at.is_not(None), Lead.merged_into_id.is_(None)]
         else:
             conditions.append(Lead.deleted_at.is_(None))
-        if filters.q and (query := search_query(filters.q)):
-            conditions.append(Lead.search.op("@@")(func.to_tsquery("simple", query)))
+        if filters.q:
+            conditions += matching(search_words(filters.q))
         if filters.status:
             conditions.append(Lead.status.in_(list(filters.status)))
         if filters.owner == "none":
@@ -280,11 +282,11 @@ class LeadService:
             conditions.append(Lead.created_at >= filters.created_from)
         if filters.created_to:
             conditions.append(Lead.created_at < filters.created_to)
-        # On the sort expression, so a value range with the value sort is one index range.
+        # On the integer key, so a value range is an index range (and never matches leads without one).
         if filters.value_min is not None:
-            conditions.append(value_key(Lead) >= max(filters.value_min, Decimal(0)))
+            conditions.append(Lead.value_key >= max(cents(filters.value_min), 0))
         if filters.value_max is not None:
-            conditions.append(value_key(Lead).between(0, filters.value_max))
+            conditions.append(Lead.value_key.between(0, cents(filters.value_max)))
         if filters.custom_equals:
             conditions.append(Lead.custom.contains(filters.custom_equals))
         for key, (low, high) in (filters.custom_ranges or {}).items():
