@@ -200,6 +200,7 @@ def seed(owner_url: str, tenants: int, leads: int, others: int) -> list[str]:
     with psycopg.connect(owner_url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE tenants")
         conn.execute("VACUUM ANALYZE crm_leads")
+        conn.execute("VACUUM ANALYZE crm_lead_terms")
     return [str(t) for t in tenant_ids]
 
 

@@ -18,7 +18,21 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, Numeric, Select, or_, select, text, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    Select,
+    Uuid,
+    any_,
+    bindparam,
+    intersect,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.db.base import utcnow
@@ -125,6 +139,14 @@ def activity_out(activity: LeadActivity) -> ActivityOut:
     )
 
 
+#: Searches matching at most this many leads fetch exactly those (see LeadService.search_ids).
+SEARCH_FIRST = 10_000
+#: For the list's transaction: plans depend on the values (how rare a word is, how wide a range),
+#: so no generic plan of a prepared statement; and no parallel workers for a 50-row page.
+QUERY_SETTINGS = text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('max_parallel_workers_per_gather', '0', true)"
+)
 #: Above every character: ``term < word + TOP`` bounds the terms starting with ``word`` (byte order).
 TOP = "\U0010ffff"
 
@@ -218,7 +240,8 @@ class LeadService:
     async def list(
         self, filters: LeadFilters, *, sort: str = "-created_at", limit: int = 50, cursor: str | None = None
     ) -> LeadPage:
-        statement = self.filtered(filters)
+        await self.session.execute(QUERY_SETTINGS)
+        statement = self.filtered(filters, await self.search_ids(filters))
         field = sort.lstrip("-")
         entity: Any = Lead
         if field not in SORTS:
@@ -240,9 +263,6 @@ class LeadService:
             )
             statement = statement.where(after)
         order = (key.desc(), entity.id.desc()) if descending else (key.asc(), entity.id.asc())
-        # Plans for this query depend on the values (how rare a search word is, how wide a range):
-        # a generic plan of a prepared statement, chosen once for all values, can be 20 times slower.
-        await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         rows = list((await self.session.execute(statement.order_by(*order).limit(limit + 1))).scalars())
         next_cursor = None
         if len(rows) > limit:
@@ -257,14 +277,33 @@ class LeadService:
             next_cursor = encode_cursor(sort, last_value, last.id)
         return LeadPage(items=[lead_out(lead) for lead in rows], next_cursor=next_cursor)
 
-    def filtered(self, filters: LeadFilters) -> Select[tuple[Lead]]:
-        """The viewer's leads matching ``filters`` (unordered)."""
+    async def search_ids(self, filters: LeadFilters) -> list[UUID] | None:
+        """The ids of the leads matching the search words, when there are few enough to look up.
+
+        The term index gives the matches of a word cheaply (index-only); up to ``SEARCH_FIRST`` of them
+        the list fetches exactly those leads by key and sorts them. More matches than that are common
+        words: walking a sort index and checking each lead against the terms then finds a page sooner.
+        """
+        words = search_words(filters.q or "")
+        if not words:
+            return None
+        queries = [select(LeadTerm.lead_id).where(LeadTerm.term >= w, LeadTerm.term < w + TOP) for w in words]
+        # INTERSECT removes duplicates too (a word can start several terms of one lead).
+        matches = queries[0].distinct() if len(queries) == 1 else intersect(*queries)
+        ids = list((await self.session.execute(matches.limit(SEARCH_FIRST + 1))).scalars())
+        return ids if len(ids) <= SEARCH_FIRST else None
+
+    def filtered(self, filters: LeadFilters, search_ids: list[UUID] | None = None) -> Select[tuple[Lead]]:
+        """The viewer's leads matching ``filters`` (unordered); ``search_ids`` from :meth:`search_ids`."""
         conditions: list[ColumnElement[bool]] = [self.visible()]
         if filters.deleted:
             conditions += [Lead.deleted_at.is_not(None), Lead.merged_into_id.is_(None)]
         else:
             conditions.append(Lead.deleted_at.is_(None))
-        if filters.q:
+        if search_ids is not None:
+            # One array parameter (= ANY), not thousands of IN parameters.
+            conditions.append(Lead.id == any_(bindparam("search_ids", search_ids, type_=ARRAY(Uuid()))))
+        elif filters.q:
             conditions += matching(search_words(filters.q))
         if filters.status:
             conditions.append(Lead.status.in_(list(filters.status)))

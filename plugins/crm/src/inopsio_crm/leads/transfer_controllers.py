@@ -276,7 +276,9 @@ async def export_leads(
     """The filtered lead list (same filters as the list) as CSV or XLSX; cells that a spreadsheet would
     run as formulas (starting with = + - @) are prefixed with ``'``."""
     svc = LeadService(kernel, db_session, tenant, viewer_of(request, tenant))
-    statement = svc.filtered(filters).order_by(Lead.created_at, Lead.id).limit(EXPORT_LIMIT)
+    statement = (
+        svc.filtered(filters, await svc.search_ids(filters)).order_by(Lead.created_at, Lead.id).limit(EXPORT_LIMIT)
+    )
     leads = (await db_session.execute(statement)).scalars()
     custom_keys = sorted(await _custom_fields(db_session))
     header = [*EXPORT_COLUMNS, *(f"custom.{k}" for k in custom_keys)]
