@@ -140,7 +140,7 @@ def activity_out(activity: LeadActivity) -> ActivityOut:
 
 
 #: Searches matching at most this many leads fetch exactly those (see LeadService.search_ids).
-SEARCH_FIRST = 10_000
+SEARCH_FIRST = 5_000
 #: For the list's transaction: plans depend on the values (how rare a word is, how wide a range),
 #: so no generic plan of a prepared statement; and no parallel workers for a 50-row page.
 QUERY_SETTINGS = text(
