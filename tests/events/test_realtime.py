@@ -200,11 +200,11 @@ async def test_each_topic_is_checked_against_rbac(
     # Kernel topics need the activity feed's permission too (when the kernel declares event types).
     kernel_topic = "forbidden" if any(t.startswith("kernel.") for t in kernel.events.types) else "unknown-topic"
     async with socket(live_server, await sign_in(tenant, "viewer")) as ws:
-        errors = await subscribe(ws, "*", "kernel.*", "sample.note.*", "crm.deal.*", "sample.nothing.created")
+        errors = await subscribe(ws, "*", "kernel.*", "sample.note.*", "nomodule.deal.*", "sample.nothing.created")
     assert [(e["topic"], e["code"]) for e in errors] == [
         ("*", "forbidden"),
         ("kernel.*", kernel_topic),
-        ("crm.deal.*", "unknown-topic"),
+        ("nomodule.deal.*", "unknown-topic"),
         ("sample.nothing.created", "unknown-topic"),
     ]
     # An API key needs the permission on the key itself.
