@@ -11,6 +11,7 @@ imported (with ``all_or_nothing``, one failing row imports nothing).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -292,124 +293,153 @@ async def row_context(session: AsyncSession, tenant: Any) -> RowContext:
     )
 
 
+class _ImportRun:
+    """The row-checking half of an import: turns rows into lead and activity rows, chunk by chunk.
+
+    Keeps what it needs across chunks (known e-mails and phones, counts, rejected rows); touched by
+    one thread at a time.
+    """
+
+    def __init__(self, record: LeadImport, tenant_id: UUID, ctx: RowContext, rows: Iterator[list[str]]) -> None:
+        self.record = record
+        self.tenant_id = tenant_id
+        self.ctx = ctx
+        self.rows = enumerate(rows, start=2)
+        self.mapping = dict(record.mapping.items())
+        self.existing_email: dict[str, UUID] = {}
+        self.existing_phone: dict[str, UUID] = {}
+        self.new_by_id: dict[UUID, dict[str, Any]] = {}
+        self.updates: dict[UUID, dict[str, Any]] = {}
+        self.rejects: list[dict[str, Any]] = []
+        self.skipped = 0
+        self.created = 0
+        self.line = 1
+        self.now = utcnow()
+
+    def activity(self, lead_id: UUID, kind: str, body: str = "", data: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "id": new_id(),
+            "tenant_id": self.tenant_id,
+            "lead_id": lead_id,
+            "kind": kind,
+            "actor_id": self.record.created_by,
+            "body": body,
+            "data": data or {},
+            "created_at": self.now,
+        }
+
+    def check_chunk(self, size: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The next ``size`` rows' new leads and their timeline rows (empty lists at the end)."""
+        leads: list[dict[str, Any]] = []
+        activities: list[dict[str, Any]] = []
+        policy = self.record.duplicate_policy
+        for line, row in self.rows:
+            self.line = line
+            if not any(cell.strip() for cell in row):
+                continue
+            checked = check_row(row, self.mapping, self.ctx)
+            if checked.errors:
+                self.rejects.append({"line": self.line, "values": row, "errors": checked.errors})
+                continue
+            values = checked.values
+            email, phone = values["email"], values["phone"]
+            duplicate = (self.existing_email.get(email.lower()) if email else None) or (
+                self.existing_phone.get(phone) if phone else None
+            )
+            if duplicate is not None and policy == "skip":
+                self.skipped += 1
+                continue
+            if duplicate is not None and policy == "update":
+                changes = {k: v for k, v in values.items() if v not in (None, "", [], {})}
+                pending = self.new_by_id.get(duplicate)
+                if pending is not None:  # an earlier row of this file: fold into it
+                    pending.update({k: v for k, v in changes.items() if k != "custom"})
+                    pending["custom"] = {**pending["custom"], **changes.get("custom", {})}
+                else:
+                    self.updates.setdefault(duplicate, {}).update(changes)
+                continue
+            lead_id = new_id()
+            lead_row = {"id": lead_id, "tenant_id": self.tenant_id, "created_at": self.now, "updated_at": self.now}
+            lead_row.update(values)
+            leads.append(lead_row)
+            if policy == "update":
+                self.new_by_id[lead_id] = lead_row
+            activities.append(
+                self.activity(lead_id, "created", data={"how": "import", "import_id": str(self.record.id)})
+            )
+            if checked.notes:
+                activities.append(self.activity(lead_id, "note", body=checked.notes))
+            if email:
+                self.existing_email.setdefault(email.lower(), lead_id)
+            if phone:
+                self.existing_phone.setdefault(phone, lead_id)
+            if len(leads) >= size:
+                break
+        self.created += len(leads)
+        return leads, activities
+
+
 async def run_import(session: AsyncSession, tenant: Any, record: LeadImport, progress: Any) -> None:
-    """Import ``record``'s rows in ``session``'s transaction, counting and reporting as it goes."""
+    """Import ``record``'s rows in ``session``'s transaction, counting and reporting as it goes.
+
+    Checking rows (Python) and writing them (PostgreSQL) overlap: while a batch is being written, a
+    thread checks the next one. An import that may still change rows it has read (``update``) or
+    may import nothing (``all_or_nothing``) checks everything before writing anything.
+    """
     text, _ = decode(record.content)
     rows = reader(text, record.delimiter)
     next(rows)  # the header
-    ctx = await row_context(session, tenant)
-    mapping = dict(record.mapping.items())
-    existing_email: dict[str, UUID] = {}
-    existing_phone: dict[str, UUID] = {}
+    run = _ImportRun(record, tenant.id, await row_context(session, tenant), rows)
     live = await session.execute(select(Lead.id, Lead.email, Lead.phone).where(Lead.deleted_at.is_(None)))
     for lead_id, email, phone in live:
         if email:
-            existing_email.setdefault(email.lower(), lead_id)
+            run.existing_email.setdefault(email.lower(), lead_id)
         if phone:
-            existing_phone.setdefault(phone, lead_id)
-    new_leads: list[dict[str, Any]] = []
-    new_by_id: dict[UUID, dict[str, Any]] = {}
-    updates: dict[UUID, dict[str, Any]] = {}
-    activities: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
-    skipped = 0
-    now = utcnow()
+            run.existing_phone.setdefault(phone, lead_id)
     total = max(record.total_rows, 1)
-    for line_number, row in enumerate(rows, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        checked = check_row(row, mapping, ctx)
-        if checked.errors:
-            rejects.append({"line": line_number, "values": row, "errors": checked.errors})
-            continue
-        values = checked.values
-        email, phone = values["email"], values["phone"]
-        duplicate = (existing_email.get(email.lower()) if email else None) or (
-            existing_phone.get(phone) if phone else None
-        )
-        if duplicate is not None and record.duplicate_policy == "skip":
-            skipped += 1
-            continue
-        if duplicate is not None and record.duplicate_policy == "update":
-            changes = {k: v for k, v in values.items() if v not in (None, "", [], {})}
-            pending = new_by_id.get(duplicate)
-            if pending is not None:  # an earlier row of this file: fold into it
-                pending.update({k: v for k, v in changes.items() if k != "custom"})
-                pending["custom"] = {**pending["custom"], **changes.get("custom", {})}
-            else:
-                updates.setdefault(duplicate, {}).update(changes)
-            continue
-        lead_id = new_id()
-        lead_row = {"id": lead_id, "tenant_id": tenant.id, "created_at": now, "updated_at": now, **values}
-        new_leads.append(lead_row)
-        new_by_id[lead_id] = lead_row
-        activities.append(
-            {
-                "id": new_id(),
-                "tenant_id": tenant.id,
-                "lead_id": lead_id,
-                "kind": "created",
-                "actor_id": record.created_by,
-                "body": "",
-                "data": {"how": "import", "import_id": str(record.id)},
-                "created_at": now,
-            }
-        )
-        if checked.notes:
-            activities.append(
-                {
-                    "id": new_id(),
-                    "tenant_id": tenant.id,
-                    "lead_id": lead_id,
-                    "kind": "note",
-                    "actor_id": record.created_by,
-                    "body": checked.notes,
-                    "data": {},
-                    "created_at": now,
-                }
+
+    async def write(batch: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+        await insert_columns(session, LEAD_COLUMNS, "crm_leads", batch[0])
+        await insert_columns(session, ACTIVITY_COLUMNS, "crm_lead_activities", batch[1])
+
+    if record.duplicate_policy != "update" and not record.all_or_nothing:
+        batch = await asyncio.to_thread(run.check_chunk, BATCH)
+        while batch[0]:
+            following, _ = await asyncio.gather(asyncio.to_thread(run.check_chunk, BATCH), write(batch))
+            batch = following
+            await progress(99 * run.line / (total + 1), f"imported {run.created} of about {record.total_rows} rows")
+    else:
+        batches = []
+        while (batch := await asyncio.to_thread(run.check_chunk, BATCH))[0]:
+            batches.append(batch)
+            await progress(60 * run.line / (total + 1), f"checked {run.line - 1} of {record.total_rows} rows")
+        if not (run.rejects and record.all_or_nothing):
+            for index, batch in enumerate(batches):
+                await write(batch)
+                await progress(60 + 39 * (index + 1) / len(batches), f"imported {BATCH * (index + 1)} rows")
+        else:
+            run.created = 0
+    if not (run.rejects and record.all_or_nothing):
+        for lead_id, changes in run.updates.items():
+            custom = changes.pop("custom", None)
+            statement = update(Lead).where(Lead.id == lead_id).values(**changes, updated_at=run.now)
+            if custom:
+                statement = statement.values(custom=Lead.custom.op("||")(custom))
+            await session.execute(statement)
+            await session.execute(
+                insert(LeadActivity).values(
+                    run.activity(
+                        lead_id,
+                        "updated",
+                        data={"how": "import", "import_id": str(record.id), "fields": sorted(changes)},
+                    )
+                )
             )
-        if email:
-            existing_email.setdefault(email.lower(), lead_id)
-        if phone:
-            existing_phone.setdefault(phone, lead_id)
-        if line_number % 5000 == 0:
-            await progress(60 * line_number / total, f"checked {line_number - 1} of {record.total_rows} rows")
-    record.rejected = len(rejects)
-    record.rejects = rejects
-    record.skipped = skipped
-    if rejects and record.all_or_nothing:
-        record.created = record.updated = 0
-        return
-    for start in range(0, len(new_leads), BATCH):
-        await insert_columns(session, LEAD_COLUMNS, "crm_leads", new_leads[start : start + BATCH])
-        await insert_columns(
-            session,
-            ACTIVITY_COLUMNS,
-            "crm_lead_activities",
-            activities_of(activities, new_leads[start : start + BATCH]),
-        )
-        await progress(
-            60 + 39 * (start + BATCH) / max(len(new_leads), 1), f"imported {min(start + BATCH, len(new_leads))} leads"
-        )
-    for lead_id, changes in updates.items():
-        custom = changes.pop("custom", None)
-        statement = update(Lead).where(Lead.id == lead_id).values(**changes, updated_at=now)
-        if custom:
-            statement = statement.values(custom=Lead.custom.op("||")(custom))
-        await session.execute(statement)
-        await session.execute(
-            insert(LeadActivity).values(
-                id=new_id(),
-                tenant_id=tenant.id,
-                lead_id=lead_id,
-                kind="updated",
-                actor_id=record.created_by,
-                data={"how": "import", "import_id": str(record.id), "fields": sorted(changes)},
-                created_at=now,
-            )
-        )
-    record.created = len(new_leads)
-    record.updated = len(updates)
+    record.rejected = len(run.rejects)
+    record.rejects = run.rejects
+    record.skipped = run.skipped
+    record.created = run.created
+    record.updated = len(run.updates) if not (run.rejects and record.all_or_nothing) else 0
 
 
 #: Column → PostgreSQL array type, for inserting a batch as one ``INSERT ... SELECT FROM unnest(...)``.
@@ -441,11 +471,6 @@ ACTIVITY_COLUMNS = {
     "data": "jsonb",
     "created_at": "timestamptz",
 }
-
-
-def activities_of(activities: list[dict[str, Any]], leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    ids = {lead["id"] for lead in leads}
-    return [a for a in activities if a["lead_id"] in ids]
 
 
 async def insert_columns(

@@ -31,19 +31,22 @@ TERMS_FUNCTION = """
 CREATE FUNCTION crm_lead_terms_refresh() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- Statement-level, with transition tables: one INSERT ... SELECT however many leads changed.
+    -- A tsvector's lexemes are distinct already; only two sharing their first 100 characters collide.
     IF TG_OP = 'INSERT' THEN
         INSERT INTO crm_lead_terms (tenant_id, lead_id, term)
-        SELECT DISTINCT n.tenant_id, n.id, left(lexeme, 100)
-        FROM crm_new_leads n, unnest(tsvector_to_array(n.search)) AS lexeme;
+        SELECT n.tenant_id, n.id, left(lexeme, 100)
+        FROM crm_new_leads n, unnest(tsvector_to_array(n.search)) AS lexeme
+        ON CONFLICT DO NOTHING;
     ELSE
         DELETE FROM crm_lead_terms t
         USING crm_old_leads o JOIN crm_new_leads n ON n.tenant_id = o.tenant_id AND n.id = o.id
         WHERE o.search IS DISTINCT FROM n.search AND t.tenant_id = o.tenant_id AND t.lead_id = o.id;
         INSERT INTO crm_lead_terms (tenant_id, lead_id, term)
-        SELECT DISTINCT n.tenant_id, n.id, left(lexeme, 100)
+        SELECT n.tenant_id, n.id, left(lexeme, 100)
         FROM crm_old_leads o JOIN crm_new_leads n ON n.tenant_id = o.tenant_id AND n.id = o.id,
              unnest(tsvector_to_array(n.search)) AS lexeme
-        WHERE o.search IS DISTINCT FROM n.search;
+        WHERE o.search IS DISTINCT FROM n.search
+        ON CONFLICT DO NOTHING;
     END IF;
     RETURN NULL;
 END
