@@ -11,6 +11,13 @@ const target = join(root, "core", "src", "inopsio", "static", "vendor");
 const ASSETS = [
   // The OpenAPI viewer at /schema (RapidocRenderPlugin in inopsio/app.py).
   ["rapidoc/dist/rapidoc-min.js", "rapidoc-min.js"],
+  // The web shell: partial page updates.
+  ["htmx.org/dist/htmx.min.js", "htmx.min.js"],
+  // Drag and drop (the CRM's kanban board, sortable lists).
+  ["sortablejs/Sortable.min.js", "Sortable.min.js"],
+  // Charts (dashboards, usage, pipeline metrics).
+  ["uplot/dist/uPlot.iife.min.js", "uPlot.iife.min.js"],
+  ["uplot/dist/uPlot.min.css", "uPlot.min.css"],
 ];
 
 mkdirSync(target, { recursive: true });

@@ -148,6 +148,13 @@ def test_serve_demo_runs_on_embedded_services_and_keeps_its_data_across_restarts
         assert demo["slug"] == "demo"
         assert _tenant_count(first) == 1
         assert "Demo tenant 'demo'" in first.output()
+        # The web app is there too: the demo's sign-in page and the browser libraries it loads.
+        login = httpx.get(f"{first.url}/login", headers={"X-Tenant": "demo", "Accept": "text/html"}, timeout=10)
+        assert login.status_code == 200
+        assert "Sign in" in login.text
+        script = re.search(r'src="(/static/vendor/htmx\.[0-9a-f]{12}\.min\.js)"', login.text)
+        assert script, login.text[:2000]
+        assert httpx.get(f"{first.url}{script.group(1)}", timeout=10).status_code == 200
         assert _embedded_service_pids(data_dir), "the embedded services do not run from INOPSIO_DATA_DIR"
     finally:
         first.stop()

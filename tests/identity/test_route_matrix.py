@@ -41,6 +41,9 @@ class Access:
 PUBLIC = Access("public")
 MEMBER = Access("member")
 OPEN = Access("open")
+#: The two doors of the web shell (sign-in, start page): public on a tenant's address; on the
+#: platform's own address they answer too (the workspace chooser, a redirect to it).
+ENTRY = Access("entry")
 OPERATOR = Access("operator")
 #: The OpenAPI document and viewer: for anyone, tenant or not, but a credential sent along is still checked.
 SCHEMA = Access("schema")
@@ -56,6 +59,32 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/health/live"): OPEN,
     ("GET", "/health/ready"): OPEN,
     ("POST", "/api/v1/auth/signup"): OPEN,
+    # the web shell's pages (the API behind them is in this table too)
+    ("GET", "/signup"): OPEN,
+    ("GET", "/login"): ENTRY,
+    ("GET", "/"): ENTRY,
+    ("GET", "/forgot-password"): PUBLIC,
+    ("GET", "/reset-password"): PUBLIC,
+    ("GET", "/verify-email"): PUBLIC,
+    ("GET", "/accept-invitation"): PUBLIC,
+    ("GET", "/account"): MEMBER,
+    ("GET", "/cards/welcome"): MEMBER,
+    ("GET", "/admin/members"): needs("kernel.members.read"),
+    ("GET", "/admin/roles"): needs("kernel.roles.read"),
+    ("GET", "/admin/settings"): needs("kernel.settings.write"),
+    ("GET", "/admin/audit"): needs("kernel.audit.read"),
+    ("GET", "/admin/webhooks"): needs("kernel.webhooks.write"),
+    ("GET", "/admin/usage"): needs("kernel.settings.write"),
+    ("GET", "/api/v1/me/notifications"): MEMBER,
+    ("POST", "/api/v1/tenant/logo"): needs("kernel.settings.write"),
+    ("GET", "/branding/{asset_id:uuid}"): PUBLIC,
+    # the operator console: its sign-in is open, the rest needs the operator token (cookie or bearer)
+    ("GET", "/operator/login"): OPEN,
+    ("POST", "/operator/session"): OPEN,
+    ("POST", "/operator/logout"): OPERATOR,
+    ("GET", "/operator"): OPERATOR,
+    ("GET", "/operator/tenants/{tenant_id:uuid}"): OPERATOR,
+    ("GET", "/api/v1/automation/node-types"): MEMBER,
     # Prometheus metrics: outside tenants; with INOPSIO_METRICS_TOKEN set (not in tests) it checks that token
     ("GET", "/metrics"): OPEN,
     # the tenant itself, and the ways in
@@ -176,19 +205,19 @@ def rule_for(method: str, path: str, handler: Any) -> Access | None:
 
     - ``/schema``: the OpenAPI document and its viewer, public and outside tenants (its unknown
       paths answer the viewer's own HTML 404, not a problem document);
-    - ``/static``: the kernel's static files (CSS, pinned browser libraries), public;
-    - ``OPTIONS``: Litestar's generated answer (the allowed methods; it runs no handler) carries no
-      ``opt`` of its own, so it is guarded like a members' route (the platform API's like the platform
-      API); without CORS configured no browser preflight needs it to be public;
+    - ``OPTIONS`` (static files' too): Litestar's generated answer (the allowed methods; it runs no
+      handler) carries no ``opt`` of its own, so it is guarded like a members' route (the platform
+      API's like the platform API); without CORS configured no browser preflight needs it to be public;
+    - ``/static``: the kernel's and plugins' static files (CSS, pinned browser libraries), open;
     - a plugin's route (not the kernel's) declaring a ``permission`` in its own namespace, or
       ``public``: checked by the matrix from what it declares.
     """
     if path == "/schema" or path.startswith("/schema/"):
         return SCHEMA
-    if path.startswith("/static/"):
-        return OPEN
     if method == "OPTIONS":
         return declared_access(handler)
+    if path.startswith("/static/"):
+        return OPEN
     module = handler.opt.get("inopsio_module")
     if module and module != "kernel":
         permission = handler.opt.get("permission")
@@ -220,7 +249,7 @@ def declared_access(handler: Any) -> Access:
         guards = [g for layer in handler.ownership_layers for g in (layer.guards or [])]
         return OPERATOR if operator_guard in guards else OPEN
     if opt.get("public"):
-        return PUBLIC
+        return ENTRY if opt.get("entry") else PUBLIC
     if opt.get("permission"):
         return needs(opt["permission"])
     return MEMBER
@@ -336,8 +365,8 @@ def _refusal(access: Access, principal: str, kernel: Any) -> tuple[int, str] | N
     if principal == PLATFORM_OPERATOR:
         return 401, "invalid-token"
     if principal == NO_TENANT:
-        return 400, "tenant-required"
-    if access.kind == "public":
+        return None if access.kind == "entry" else (400, "tenant-required")
+    if access.kind in ("public", "entry"):
         return None
     if principal == ANONYMOUS:
         return 401, "authentication-required"

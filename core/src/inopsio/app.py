@@ -20,7 +20,6 @@ from litestar.handlers import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RapidocRenderPlugin
-from litestar.static_files import create_static_files_router
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio import __version__
@@ -45,6 +44,7 @@ from inopsio.settings import Settings, load_settings
 from inopsio.tenancy.resolution import STATE_KEY, TenantResolutionMiddleware
 from inopsio.tenancy.schemas import TenantInfo
 from inopsio.tenancy.services import TenantService
+from inopsio.web.registry import WebRegistry
 
 log = logging.getLogger("inopsio")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -321,13 +321,8 @@ def create_app(
     )
     collect_models(registry)
     kernel = build_kernel(settings, registry)
+    kernel.web = WebRegistry(registry)
     route_handlers: list[Any] = collect_routers(registry, settings)
-    if STATIC_DIR.is_dir():
-        route_handlers.append(
-            create_static_files_router(
-                path="/static", directories=[STATIC_DIR], opt={"tenancy": "none"}, include_in_schema=False
-            )
-        )
     app = Litestar(
         route_handlers=route_handlers,
         dependencies={

@@ -123,9 +123,10 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -
         _create_demo(settings, host, port)
     from inopsio.app import STATIC_DIR
 
-    if not (STATIC_DIR / "vendor" / "rapidoc-min.js").exists():
+    if not (STATIC_DIR / "vendor" / "htmx.min.js").exists():
         click.echo(
-            "note: browser assets are not built; run `npm ci` at the repository root for the API viewer.", err=True
+            "note: browser assets are not built; run `npm ci` at the repository root (the pages need them).",
+            err=True,
         )
     click.echo(f"Inopsio {__version__} on http://{host}:{port}  (API schema: http://{host}:{port}/schema)")
     workers = workers or settings.web_workers

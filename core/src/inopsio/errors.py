@@ -87,10 +87,34 @@ def _clean_validation_detail(detail: str) -> str:
     return detail
 
 
+def _html_error(request: Request[Any, Any, Any], status: int, code: str, detail: str, **extra: Any) -> Response[Any]:
+    """The browser's version of a problem: a sign-in redirect for 401, otherwise an error page."""
+    from inopsio.web.errors import error_html, login_location
+
+    if status == 401 and request.url.path.startswith("/operator"):
+        return Response(content=None, status_code=303, headers={"Location": "/operator/login"})
+    if status == 401 or code == "tenant-required":
+        target = login_location(request.scope) if status == 401 else "/login"
+        return Response(content=None, status_code=303, headers={"Location": target})
+    html = error_html(request.scope, status, code, detail, **extra)
+    return Response(content=html, status_code=status, media_type="text/html; charset=utf-8")
+
+
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     instance = request.url.path
     headers = dict(exc.headers or {})
+    from inopsio.web.render import wants_html
+
+    if wants_html(request.scope) and status != 422:
+        code = exc.code if isinstance(exc, Problem) else ""
+        detail = exc.detail if status < 500 else "Something went wrong on our side."
+        if status == 404:
+            detail = exc.detail if isinstance(exc, Problem) else "There is nothing at this address."
+        try:
+            return _html_error(request, status, code, detail)
+        except Exception:  # the error page itself failed: fall back to the problem document
+            log.exception("rendering the error page failed")
     if isinstance(exc, Problem):
         body = problem_document(status, problem_type(exc.code), exc.title, exc.detail, instance, **exc.members)
     elif isinstance(exc.__cause__, SerializationException):
@@ -136,6 +160,13 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     # Without a request id from upstream, make one: it ties the client's report to the logged traceback.
     request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
     log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id)
+    from inopsio.web.render import wants_html
+
+    if wants_html(request.scope):
+        try:
+            return _html_error(request, 500, "internal-error", "", request_id=request_id)
+        except Exception:
+            log.exception("rendering the error page failed")
     body = problem_document(
         500,
         problem_type("internal-error"),

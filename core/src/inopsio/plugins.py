@@ -35,6 +35,7 @@ KERNEL_PLUGINS = (
     "inopsio.observability.plugin",
     "inopsio.health",
     "inopsio.automation_routes",
+    "inopsio.web.plugin",
 )
 KERNEL = "kernel"
 

@@ -15,6 +15,7 @@ from inopsio.events.models import Delivery, EventRecord, PendingEvent
 from inopsio.events.schemas import EventType
 from inopsio.identity.audit import AuditRecorded
 from inopsio.identity.rbac import Permission
+from inopsio.notifications import NOTIFICATION_TYPE, Notification
 from inopsio.settings import Settings
 from inopsio.tenancy.models import Tenant
 
@@ -33,6 +34,13 @@ def register_event_types(register: Any) -> None:
             name="kernel.audit.recorded",
             description="A security-relevant action was written to the tenant's audit log",
             payload=AuditRecorded,
+        )
+    )
+    register(
+        EventType(
+            name=NOTIFICATION_TYPE,
+            description="An in-app alert for one user (recipient_id) or every member of the tenant",
+            payload=Notification,
         )
     )
 

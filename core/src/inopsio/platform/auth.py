@@ -7,6 +7,7 @@ once when created (``inopsio operator create-token``) and can be revoked.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -46,11 +47,37 @@ async def revoke_operator_token(db: Database, name: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def operator_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Litestar guard for the platform API: a valid operator bearer token, or 401."""
+#: The operator console's cookie: the operator token itself, HttpOnly and SameSite=Strict.
+OPERATOR_COOKIE = "inopsio_operator"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def operator_csrf(kernel: Any, token: str) -> str:
+    """The CSRF token the console's pages send with unsafe requests made on the cookie."""
+    from inopsio.crypto import derive, master_secret
+
+    key = derive(master_secret(kernel.settings), "operator-csrf")
+    return hmac.new(key, digest(token).encode(), hashlib.sha256).hexdigest()
+
+
+def _token_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The bearer token, or (for the console in a browser) the cookie's, with its CSRF check."""
     auth = connection.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+    if auth:
+        return token if scheme.lower() == "bearer" else ""
+    token = connection.cookies.get(OPERATOR_COOKIE, "")
+    if token and connection.scope.get("method", "GET") in UNSAFE_METHODS:
+        sent = connection.headers.get("x-csrf-token", "")
+        if not hmac.compare_digest(sent, operator_csrf(connection.app.state.kernel, token)):
+            raise Problem(403, "csrf-failed", "This request did not come from the operator console's pages.")
+    return token
+
+
+async def operator_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Litestar guard for the platform API: a valid operator bearer token (or console cookie), or 401."""
+    token = _token_of(connection)
+    if not token.startswith(TOKEN_PREFIX):
         raise Problem(
             401,
             "unauthorized",

@@ -43,6 +43,7 @@ from sqlalchemy import or_, select
 
 from inopsio.db.base import new_id
 from inopsio.events.models import EventRecord
+from inopsio.notifications import NOTIFICATION_TYPE, addressed_to, raw_addressed_to
 from inopsio.realtime.hub import EventHeader
 from inopsio.realtime.topics import TopicPolicy, topic_matches
 
@@ -109,6 +110,8 @@ class RealtimeConnection:
     def offer(self, header: EventHeader, raw: bytes) -> None:
         topic = next((t for t in self.topics if topic_matches(t, header.type)), None)
         if topic is None or self._closing is not None:
+            return
+        if header.type == NOTIFICATION_TYPE and not raw_addressed_to(raw, self.principal.user_id):
             return
         frame = b'{"op":"event","topic":' + _encoder.encode(topic) + b',"event":' + raw + b"}"
         try:
@@ -229,6 +232,8 @@ class RealtimeConnection:
                 if record.id in self._sent:
                     continue
                 topic = next(t for t in topics if topic_matches(t, record.type))
+                if record.type == NOTIFICATION_TYPE and not addressed_to(record.data, self.principal.user_id):
+                    continue
                 event = {
                     "id": record.id,
                     "type": record.type,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from inopsio.identity.principal import Principal
 from inopsio.identity.rbac import Authorizer
+from inopsio.notifications import NOTIFICATION_TOPICS
 from inopsio.tenancy.schemas import TenantInfo
 
 TOPIC_RE = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){0,5}(\.\*)?)$")
@@ -73,6 +74,8 @@ class TopicPolicy:
         return None
 
     def allowed(self, topic: str, principal: Principal, tenant: TenantInfo) -> bool:
+        if topic in NOTIFICATION_TOPICS and principal.kind == "user":
+            return True  # every member gets their own alerts (the socket filters by recipient)
         module = topic_module(topic)
         candidates = [FEED_PERMISSION]
         if module != KERNEL_MODULE:

@@ -111,8 +111,19 @@ class TenantResolutionMiddleware:
         if str(scope["type"]) == "websocket":
             await send({"type": "websocket.close", "code": 4000 + status, "reason": detail[:120]})
             return
-        body = problem_bytes(status, code, detail, scope.get("path"), **extra)
-        raw_headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+        from inopsio.web.render import wants_html
+
+        body, media_type = b"", PROBLEM_MEDIA_TYPE
+        if wants_html(scope) and "app" in scope:
+            from inopsio.web.errors import error_html
+
+            try:
+                body, media_type = error_html(scope, status, code, detail).encode(), "text/html; charset=utf-8"
+            except Exception:
+                body = b""
+        if not body:
+            body = problem_bytes(status, code, detail, scope.get("path"), **extra)
+        raw_headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode())]
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         await send(HTTPResponseStartEvent(type="http.response.start", status=status, headers=raw_headers))
         await send(HTTPResponseBodyEvent(type="http.response.body", body=body, more_body=False))

@@ -11,9 +11,11 @@ from inopsio import hookimpl
 from inopsio.automation import NodeContext, NodeType
 from inopsio.events.schemas import DomainEvent, EventType
 from inopsio.identity.rbac import Permission
+from inopsio.web import DashboardCard, MenuEntry, WebAssets
 from inopsio_sample.controllers import NoteController, NoteCreated, get_public_note, start_note_count
 from inopsio_sample.jobs import count_notes, report_scope, tag_note
 from inopsio_sample.models import Note, NoteTag
+from inopsio_sample.pages import notes_card, notes_page
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "versions"
 
@@ -34,6 +36,32 @@ def register_routes(register: Any) -> None:
     register(NoteController)
     register(get_public_note)
     register(start_note_count)
+    register(notes_page)
+    register(notes_card)
+
+
+@hookimpl
+def register_web_assets(register: Any) -> None:
+    here = Path(__file__).resolve().parent
+    register(WebAssets(templates=here / "templates", static=here / "static"))
+
+
+@hookimpl
+def register_menu(register: Any) -> None:
+    register(MenuEntry(label="Notes", href="/sample/notes", section="Sample", permission="sample.notes.read"))
+
+
+@hookimpl
+def register_dashboard_cards(register: Any) -> None:
+    register(
+        DashboardCard(
+            name="sample.notes",
+            title="Notes",
+            href="/sample/cards/notes",
+            link="/sample/notes",
+            permission="sample.notes.read",
+        )
+    )
 
 
 @hookimpl

@@ -1,0 +1,67 @@
+"""In-app notifications: any module alerts a user (or everyone in a tenant) in the web shell.
+
+``await notify(kernel, session, title, recipient_id=user_id, body=..., link="/crm/leads/...")``
+publishes a ``kernel.notification.created`` event in the caller's transaction. The shell's
+notification area follows that topic over the WebSocket; the socket only passes on notifications
+addressed to its own user or to everyone, and ``GET /api/v1/me/notifications`` lists the recent ones.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
+
+import msgspec
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from inopsio.kernel import Kernel
+
+NOTIFICATION_TYPE = "kernel.notification.created"
+NOTIFICATION_TOPICS = frozenset({NOTIFICATION_TYPE, "kernel.notification.*"})
+_recipient = msgspec.json.Decoder(dict[str, Any])
+
+
+class Notification(msgspec.Struct, kw_only=True):
+    """An alert shown in the shell: to one user (``recipient_id``) or to every member (``None``)."""
+
+    title: str
+    body: str = ""
+    link: str | None = None
+    level: Literal["info", "success", "warning", "error"] = "info"
+    recipient_id: UUID | None = None
+    module: str = "kernel"
+
+
+async def notify(
+    kernel: Kernel,
+    session: AsyncSession,
+    title: str,
+    *,
+    recipient_id: UUID | None = None,
+    body: str = "",
+    link: str | None = None,
+    level: Literal["info", "success", "warning", "error"] = "info",
+    module: str = "kernel",
+) -> None:
+    if link is not None and not link.startswith("/"):
+        raise ValueError("a notification's link is a path on this site")
+    note = Notification(
+        title=title[:200], body=body[:1000], link=link, level=level, recipient_id=recipient_id, module=module
+    )
+    await kernel.events.publish(session, NOTIFICATION_TYPE, note)
+
+
+def addressed_to(data: dict[str, Any] | None, user_id: UUID | None) -> bool:
+    """Whether a notification event's ``data`` is for ``user_id`` (theirs, or everyone's)."""
+    recipient = (data or {}).get("recipient_id")
+    return recipient is None or (user_id is not None and str(recipient) == str(user_id))
+
+
+def raw_addressed_to(raw: bytes, user_id: UUID | None) -> bool:
+    try:
+        event = _recipient.decode(raw)
+    except msgspec.DecodeError:
+        return False
+    return addressed_to(event.get("data"), user_id)
