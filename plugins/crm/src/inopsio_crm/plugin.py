@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from inopsio import hookimpl
+from inopsio.web import DashboardCard, MenuEntry, WebAssets
 from inopsio_crm.contacts.controllers import CompanyController, ContactController, convert_lead
 from inopsio_crm.contacts.models import Company, Contact
 from inopsio_crm.demo import seed
@@ -20,6 +21,7 @@ from inopsio_crm.leads.controllers import (
 from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity, LeadImport, LeadTerm
 from inopsio_crm.leads.transfer_controllers import ImportController, export_leads
 from inopsio_crm.nodes import NODE_TYPES
+from inopsio_crm.pages import board_page, lead_page, leads_page, pipeline_card, pipeline_page
 from inopsio_crm.permissions import PERMISSIONS
 from inopsio_crm.pipeline.controllers import DealController, PipelineController, StageController
 from inopsio_crm.pipeline.models import Deal, DealStageChange, Pipeline, Stage
@@ -79,6 +81,11 @@ def register_routes(register: Any) -> None:
         DealController,
         ImportController,
         export_leads,
+        leads_page,
+        lead_page,
+        pipeline_page,
+        board_page,
+        pipeline_card,
     ):
         register(handler)
 
@@ -111,3 +118,34 @@ def register_workflow_nodes(register: Any) -> None:
 async def seed_demo_data(tenant: Any, session: Any) -> None:
     """A few hundred deterministic leads, companies, contacts and deals for ``inopsio serve --demo``."""
     await seed(tenant, session)
+
+
+@hookimpl
+def register_web_assets(register: Any) -> None:
+    here = Path(__file__).resolve().parent
+    register(WebAssets(templates=here / "templates", static=here / "static"))
+
+
+@hookimpl
+def register_menu(register: Any) -> None:
+    register(
+        MenuEntry(label="Leads", href="/crm/leads", section="CRM", permission="crm.leads.read", icon="users", order=10)
+    )
+    register(
+        MenuEntry(
+            label="Pipeline", href="/crm/pipeline", section="CRM", permission="crm.deals.read", icon="kanban", order=20
+        )
+    )
+
+
+@hookimpl
+def register_dashboard_cards(register: Any) -> None:
+    register(
+        DashboardCard(
+            name="crm.pipeline",
+            title="Pipeline",
+            href="/crm/cards/pipeline",
+            link="/crm/pipeline",
+            permission="crm.deals.read",
+        )
+    )
