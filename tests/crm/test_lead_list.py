@@ -190,3 +190,33 @@ async def test_deleted_lead_can_be_restored_until_it_is_purged(
     assert await purge_deleted_leads({"kernel": kernel}, undo_days=0) >= 1
     assert (await client.post(f"{LEADS}/{lead['id']}/restore", headers=manager.headers)).status_code == 404
     assert (await client.get(f"{LEADS}/{kept['id']}", headers=manager.headers)).status_code == 200
+
+
+async def test_search_follows_edits_and_forgets_purged_leads(
+    client: Any, make_tenant: Any, member: Any, new_lead: Any, kernel: Any
+) -> None:
+    from sqlalchemy import func, select
+
+    from inopsio_crm.leads.models import LeadTerm
+
+    tenant = await make_tenant()
+    manager = await member(tenant, "manager")
+    lead = await new_lead(manager.headers, name="Oldname Person", company="Zeta")
+
+    async def names(q: str) -> list[str]:
+        return [i["name"] for i in (await client.get(f"{LEADS}?q={q}", headers=manager.headers)).json()["items"]]
+
+    async def terms() -> int:
+        async with kernel.db.session(tenant.id) as session:
+            return int((await session.execute(select(func.count()).select_from(LeadTerm))).scalar_one())
+
+    assert await names("oldn") == ["Oldname Person"]
+    before = await terms()
+    await client.patch(f"{LEADS}/{lead['id']}", json={"name": "Newname Person"}, headers=manager.headers)
+    assert await names("oldn") == []
+    assert await names("newn zet") == ["Newname Person"]
+    await client.patch(f"{LEADS}/{lead['id']}", json={"status": "contacted"}, headers=manager.headers)
+    assert await terms() == before  # a change outside the search document leaves the terms alone
+    await client.delete(f"{LEADS}/{lead['id']}", headers=manager.headers)
+    await purge_deleted_leads({"kernel": kernel}, undo_days=0)
+    assert await terms() == 0

@@ -97,13 +97,12 @@ class LeadTerm(TenantScoped, Base):
     """
 
     __tablename__ = "crm_lead_terms"
-    __table_args__ = tenant_table_args(
-        tenant_foreign_key(["lead_id"], "crm_leads", ondelete="CASCADE"),
-        Index("ix_crm_lead_terms_term", "tenant_id", "term", "lead_id"),
-    )
 
-    lead_id: Mapped[UUID] = mapped_column(primary_key=True)
+    # One index, the key (tenant, term, lead): triggers on crm_leads add and remove a lead's terms
+    # (found again from its old search document), so no foreign key or index by lead is needed, and
+    # an import writes one index entry per term rather than two.
     term: Mapped[str] = mapped_column(String(100, collation="C"), primary_key=True)
+    lead_id: Mapped[UUID] = mapped_column(primary_key=True)
 
 
 class LeadActivity(TenantOwned, Base):

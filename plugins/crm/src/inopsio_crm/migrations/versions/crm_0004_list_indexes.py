@@ -30,20 +30,33 @@ LIVE = sa.text("deleted_at IS NULL")
 TERMS_FUNCTION = """
 CREATE FUNCTION crm_lead_terms_refresh() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- Statement-level, with transition tables: one INSERT ... SELECT however many leads changed.
+    -- Statement-level, with transition tables: one statement however many leads changed. Terms are
+    -- found again from the old search document, so the table needs no index by lead.
+    -- (Each branch names only the transition tables its event has: plpgsql plans a statement when it
+    -- first runs it, and a DELETE trigger has no crm_new_leads.)
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM crm_lead_terms t
+        USING crm_old_leads o, unnest(tsvector_to_array(o.search)) AS lexeme
+        WHERE t.tenant_id = o.tenant_id AND t.term = left(lexeme, 100) COLLATE "C" AND t.lead_id = o.id;
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        DELETE FROM crm_lead_terms t
+        USING crm_old_leads o JOIN crm_new_leads n ON n.tenant_id = o.tenant_id AND n.id = o.id,
+              unnest(tsvector_to_array(o.search)) AS lexeme
+        WHERE o.search IS DISTINCT FROM n.search
+          AND t.tenant_id = o.tenant_id AND t.term = left(lexeme, 100) COLLATE "C" AND t.lead_id = o.id;
+    END IF;
     -- A tsvector's lexemes are distinct already; only two sharing their first 100 characters collide.
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO crm_lead_terms (tenant_id, lead_id, term)
-        SELECT n.tenant_id, n.id, left(lexeme, 100)
+        INSERT INTO crm_lead_terms (tenant_id, term, lead_id)
+        SELECT n.tenant_id, left(lexeme, 100), n.id
         FROM crm_new_leads n, unnest(tsvector_to_array(n.search)) AS lexeme
         ON CONFLICT DO NOTHING;
-    ELSE
-        DELETE FROM crm_lead_terms t
-        USING crm_old_leads o JOIN crm_new_leads n ON n.tenant_id = o.tenant_id AND n.id = o.id
-        WHERE o.search IS DISTINCT FROM n.search AND t.tenant_id = o.tenant_id AND t.lead_id = o.id;
-        INSERT INTO crm_lead_terms (tenant_id, lead_id, term)
-        SELECT n.tenant_id, n.id, left(lexeme, 100)
-        FROM crm_old_leads o JOIN crm_new_leads n ON n.tenant_id = o.tenant_id AND n.id = o.id,
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO crm_lead_terms (tenant_id, term, lead_id)
+        SELECT n.tenant_id, left(lexeme, 100), n.id
+        FROM crm_new_leads n JOIN crm_old_leads o ON o.tenant_id = n.tenant_id AND o.id = n.id,
              unnest(tsvector_to_array(n.search)) AS lexeme
         WHERE o.search IS DISTINCT FROM n.search
         ON CONFLICT DO NOTHING;
@@ -73,20 +86,13 @@ def upgrade() -> None:
     op.create_table(
         "crm_lead_terms",
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
-        sa.Column("lead_id", sa.Uuid(), nullable=False),
         sa.Column("term", sa.String(length=100, collation="C"), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "lead_id"],
-            ["crm_leads.tenant_id", "crm_leads.id"],
-            name=op.f("fk_crm_lead_terms_tenant_id_lead_id_crm_leads"),
-            ondelete="CASCADE",
-        ),
+        sa.Column("lead_id", sa.Uuid(), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_crm_lead_terms_tenant_id_tenants"), ondelete="CASCADE"
         ),
-        sa.PrimaryKeyConstraint("tenant_id", "lead_id", "term", name=op.f("pk_crm_lead_terms")),
+        sa.PrimaryKeyConstraint("tenant_id", "term", "lead_id", name=op.f("pk_crm_lead_terms")),
     )
-    op.create_index("ix_crm_lead_terms_term", "crm_lead_terms", ["tenant_id", "term", "lead_id"])
     enable_tenant_rls(op, "crm_lead_terms")
     op.execute(TERMS_FUNCTION)
     op.execute(
@@ -98,15 +104,20 @@ def upgrade() -> None:
         "REFERENCING OLD TABLE AS crm_old_leads NEW TABLE AS crm_new_leads "
         "FOR EACH STATEMENT EXECUTE FUNCTION crm_lead_terms_refresh()"
     )
+    op.execute(
+        "CREATE TRIGGER crm_lead_terms_delete AFTER DELETE ON crm_leads REFERENCING OLD TABLE AS crm_old_leads "
+        "FOR EACH STATEMENT EXECUTE FUNCTION crm_lead_terms_refresh()"
+    )
     # Leads written before this revision (row-level security limits this to what the migrating role sees).
     op.execute(
-        "INSERT INTO crm_lead_terms (tenant_id, lead_id, term) "
-        "SELECT DISTINCT l.tenant_id, l.id, left(lexeme, 100) FROM crm_leads l, unnest(tsvector_to_array(l.search)) "
+        "INSERT INTO crm_lead_terms (tenant_id, term, lead_id) "
+        "SELECT l.tenant_id, left(lexeme, 100), l.id FROM crm_leads l, unnest(tsvector_to_array(l.search)) "
         "AS lexeme ON CONFLICT DO NOTHING"
     )
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER crm_lead_terms_delete ON crm_leads")
     op.execute("DROP TRIGGER crm_lead_terms_update ON crm_leads")
     op.execute("DROP TRIGGER crm_lead_terms_insert ON crm_leads")
     op.execute("DROP FUNCTION crm_lead_terms_refresh()")
