@@ -139,8 +139,8 @@ def activity_out(activity: LeadActivity) -> ActivityOut:
     )
 
 
-#: Searches matching at most this many leads fetch exactly those (see LeadService.search_ids).
-SEARCH_FIRST = 5_000
+#: Searches matching at most this many leads pass their ids to the list query (see LeadService.search_ids).
+SEARCH_FIRST = 20_000
 #: For the list's transaction: plans depend on the values (how rare a word is, how wide a range),
 #: so no generic plan of a prepared statement; and no parallel workers for a 50-row page.
 QUERY_SETTINGS = text(
@@ -152,9 +152,10 @@ TOP = "\U0010ffff"
 
 
 def search_words(q: str) -> list[str]:
-    """The words typed, lower-cased as the search document is (at most eight)."""
+    """The words typed, lower-cased as the search document is (at most eight; single characters,
+    which would match most leads, are left out)."""
     words = [w.lower().strip(".-+") for w in _SEARCH_WORD.findall(q)]
-    return [w[:100] for w in words if w][:8]
+    return [w[:100] for w in words if len(w) > 1][:8]
 
 
 def matching(words: Sequence[str]) -> list[ColumnElement[bool]]:
@@ -281,8 +282,9 @@ class LeadService:
         """The ids of the leads matching the search words, when there are few enough to look up.
 
         The term index gives the matches of a word cheaply (index-only); up to ``SEARCH_FIRST`` of them
-        the list fetches exactly those leads by key and sorts them. More matches than that are common
-        words: walking a sort index and checking each lead against the terms then finds a page sooner.
+        go to the list query as one array parameter, so PostgreSQL knows how many there are and either
+        fetches exactly those leads by key or walks the sort order's index checking each lead against
+        the (hashed) array. Past that, the words are so common that the list joins the terms instead.
         """
         words = search_words(filters.q or "")
         if not words:
