@@ -93,6 +93,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("tenant_id", "term", "lead_id", name=op.f("pk_crm_lead_terms")),
     )
+    op.create_index("ix_crm_lead_terms_lead", "crm_lead_terms", ["tenant_id", "lead_id", "term"])
     enable_tenant_rls(op, "crm_lead_terms")
     op.execute(TERMS_FUNCTION)
     op.execute(
