@@ -11,7 +11,18 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-PACKAGES = ["-e", "./core", "-e", "./tests/plugins/sample", "-e", "./plugins/erp[test]", "-e", ".[test]"]
+PACKAGES = [
+    "-e",
+    "./core",
+    "-e",
+    "./tests/plugins/sample",
+    "-e",
+    "./plugins/erp[test]",
+    "-e",
+    "./plugins/crm",
+    "-e",
+    ".[test]",
+]
 
 
 def install(session: nox.Session, *extra: str) -> None:

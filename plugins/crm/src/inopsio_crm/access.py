@@ -1,0 +1,33 @@
+"""Who is acting on the CRM: the signed-in user or API key, with the CRM powers their role grants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inopsio.errors import Problem
+from inopsio.identity.principal import principal_of
+from inopsio.tenancy.schemas import TenantInfo
+from inopsio_crm.leads.services import Viewer
+from inopsio_crm.permissions import READ_ALL_LEADS
+
+
+def has_permission(request: Any, tenant: TenantInfo, permission: str) -> bool:
+    principal = principal_of(request.scope)
+    if principal is None:
+        return False
+    if principal.permissions is not None:  # an API key: exactly what it lists
+        return permission in principal.permissions
+    kernel = request.app.state.kernel
+    return bool(principal.user_id and kernel.identity.authorizer.allowed(principal.user_id, tenant.id, permission))
+
+
+def viewer_of(request: Any, tenant: TenantInfo) -> Viewer:
+    principal = principal_of(request.scope)
+    if principal is None:  # the access guard runs first; this only keeps the types honest
+        raise Problem(401, "authentication-required", "Sign in, or send an access token or API key.")
+    return Viewer(
+        user_id=principal.user_id,
+        read_all=has_permission(request, tenant, READ_ALL_LEADS),
+        can_assign=has_permission(request, tenant, "crm.leads.assign"),
+        label=principal.label,
+    )

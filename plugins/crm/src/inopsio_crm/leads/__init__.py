@@ -1,0 +1,1 @@
+"""Leads: capture, validation, duplicates and merging, custom fields, timeline, list and assignment."""

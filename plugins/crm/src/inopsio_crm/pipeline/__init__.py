@@ -1,0 +1,1 @@
+"""Deal pipelines: stages, deals on a board with optimistic concurrency, and their metrics."""

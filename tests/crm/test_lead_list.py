@@ -1,0 +1,222 @@
+"""The lead list: full-text search, filters, sorting, keyset pages, who sees what, and the bin."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from inopsio_crm.jobs import purge_deleted_leads
+
+LEADS = "/api/v1/crm/leads"
+
+
+async def test_search_filters_and_sorting(client: Any, make_tenant: Any, member: Any, new_lead: Any) -> None:
+    tenant = await make_tenant()
+    owner = await member(tenant)
+    await new_lead(
+        owner.headers,
+        name="Marie Curie",
+        company="Radium Institute",
+        source="fair",
+        status="qualified",
+        tags=["science", "vip"],
+        estimated_value="5000",
+        currency="EUR",
+    )
+    await new_lead(
+        owner.headers,
+        name="Pierre Curie",
+        company="Sorbonne",
+        source="website",
+        tags=["science"],
+        estimated_value="100",
+        currency="EUR",
+    )
+    await new_lead(
+        owner.headers,
+        name="Niels Bohr",
+        email="niels@bohr.example",
+        company="Copenhagen",
+        source="fair",
+        owner_id=owner.user_id,
+    )
+
+    async def names(query: str) -> list[str]:
+        response = await client.get(f"{LEADS}?{query}", headers=owner.headers)
+        assert response.status_code == 200, response.text
+        return [item["name"] for item in response.json()["items"]]
+
+    assert sorted(await names("q=curie")) == ["Marie Curie", "Pierre Curie"]
+    assert await names("q=cur radi") == ["Marie Curie"]  # every word, as prefixes
+    assert await names("q=niels@bohr") == ["Niels Bohr"]
+    # tsquery syntax typed into the box is only text
+    assert sorted(await names("q=curie%27%3A*%20%26%20!%7C")) == ["Marie Curie", "Pierre Curie"]
+    assert sorted(await names("source=fair")) == ["Marie Curie", "Niels Bohr"]
+    assert await names("status=qualified") == ["Marie Curie"]
+    assert sorted(await names("status=qualified&status=new")) == ["Marie Curie", "Niels Bohr", "Pierre Curie"]
+    assert await names("tag=science&tag=vip") == ["Marie Curie"]
+    assert await names("value_min=1000") == ["Marie Curie"]
+    assert await names("value_max=1000") == ["Pierre Curie"]
+    assert await names(f"owner={owner.user_id}") == ["Niels Bohr"]
+    assert await names("owner=me") == ["Niels Bohr"]
+    assert sorted(await names("owner=none")) == ["Marie Curie", "Pierre Curie"]
+    assert await names("sort=name") == ["Marie Curie", "Niels Bohr", "Pierre Curie"]
+    assert await names("sort=-name") == ["Pierre Curie", "Niels Bohr", "Marie Curie"]
+    assert await names("sort=-estimated_value") == ["Marie Curie", "Pierre Curie", "Niels Bohr"]
+    assert await names("sort=-created_at") == ["Niels Bohr", "Pierre Curie", "Marie Curie"]
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    assert await names(f"created_from={future}") == []
+    assert len(await names(f"created_to={future}")) == 3
+    bad_sort = await client.get(f"{LEADS}?sort=password", headers=owner.headers)
+    assert bad_sort.status_code == 400
+    bad_owner = await client.get(f"{LEADS}?owner=someone", headers=owner.headers)
+    assert bad_owner.status_code == 400
+
+
+async def test_keyset_pages_cover_every_lead_once_in_every_sort(
+    client: Any, make_tenant: Any, member: Any, new_lead: Any
+) -> None:
+    tenant = await make_tenant()
+    owner = await member(tenant)
+    for i in range(23):
+        await new_lead(owner.headers, name=f"Lead {i % 7}", estimated_value=str(i % 4 * 10), currency="EUR")
+    sorts = ("-created_at", "created_at", "name", "-name", "estimated_value", "-estimated_value", "updated_at")
+    # Without a search the sort index drives the query; with one, the matches are found first.
+    for sort, q in [(s, "") for s in sorts] + [(s, "&q=lead") for s in sorts]:
+        seen: list[str] = []
+        cursor = None
+        for _ in range(10):
+            url = f"{LEADS}?limit=5&sort={sort}{q}" + (f"&cursor={cursor}" if cursor else "")
+            page = (await client.get(url, headers=owner.headers)).json()
+            seen += [item["id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert len(seen) == len(set(seen)) == 23, sort
+    first = (await client.get(f"{LEADS}?limit=5&sort=name", headers=owner.headers)).json()
+    wrong = await client.get(f"{LEADS}?sort=-name&cursor={first['next_cursor']}", headers=owner.headers)
+    assert wrong.status_code == 400
+    garbage = await client.get(f"{LEADS}?cursor=not-a-cursor", headers=owner.headers)
+    assert garbage.status_code == 400
+
+
+async def test_members_see_their_own_and_unassigned_leads_managers_see_all(
+    client: Any, make_tenant: Any, member: Any, new_lead: Any
+) -> None:
+    tenant = await make_tenant()
+    manager = await member(tenant, "manager")
+    alice = await member(tenant, "member")
+    bob = await member(tenant, "member")
+    viewer = await member(tenant, "viewer")
+    alices = await new_lead(manager.headers, name="For Alice", owner_id=alice.user_id)
+    bobs = await new_lead(manager.headers, name="For Bob", owner_id=bob.user_id)
+    await new_lead(manager.headers, name="Nobody's")
+
+    async def names(who: Any) -> list[str]:
+        return sorted(i["name"] for i in (await client.get(LEADS, headers=who.headers)).json()["items"])
+
+    assert await names(manager) == ["For Alice", "For Bob", "Nobody's"]
+    assert await names(alice) == ["For Alice", "Nobody's"]
+    assert await names(bob) == ["For Bob", "Nobody's"]
+    assert await names(viewer) == ["Nobody's"]
+    hidden = await client.get(f"{LEADS}/{bobs['id']}", headers=alice.headers)
+    assert hidden.status_code == 404
+    assert (await client.patch(f"{LEADS}/{bobs['id']}", json={"name": "x"}, headers=alice.headers)).status_code == 404
+    assert (await client.get(f"{LEADS}/{alices['id']}", headers=alice.headers)).status_code == 200
+    # A member may take a lead for themselves but not hand it to someone else.
+    give = await client.post(LEADS, json={"name": "Gift", "owner_id": bob.user_id}, headers=alice.headers)
+    assert give.status_code == 403
+    take = await client.post(LEADS, json={"name": "Mine", "owner_id": alice.user_id}, headers=alice.headers)
+    assert take.status_code == 201
+    # Duplicates the member may not see are counted, never shown.
+    dup = await client.post(LEADS, json={"name": "For Bob"}, headers=alice.headers)
+    assert dup.status_code == 409
+    assert dup.json()["matches"] == []
+    assert dup.json()["hidden_matches"] == 1
+    # Viewers read, never write.
+    assert (await client.post(LEADS, json={"name": "V"}, headers=viewer.headers)).status_code == 403
+
+
+async def test_read_all_is_a_casbin_permission_a_custom_role_can_grant(
+    client: Any, make_tenant: Any, member: Any, new_lead: Any, kernel: Any
+) -> None:
+    tenant = await make_tenant()
+    owner = await member(tenant, "owner")
+    auditor = await member(tenant, "member")
+    other = await member(tenant, "member")
+    await new_lead(owner.headers, name="Someone else's", owner_id=other.user_id)
+    assert (await client.get(LEADS, headers=auditor.headers)).json()["items"] == []
+    role = await client.post(
+        "/api/v1/roles",
+        json={
+            "name": "auditor",
+            "description": "Reads everything",
+            "permissions": ["crm.leads.read", "crm.leads.read_all"],
+        },
+        headers=owner.headers,
+    )
+    assert role.status_code == 201, role.text
+    changed = await client.patch(f"/api/v1/members/{auditor.user_id}", json={"role": "auditor"}, headers=owner.headers)
+    assert changed.status_code in (200, 204), changed.text
+    assert kernel.identity.authorizer.allowed(__import__("uuid").UUID(auditor.user_id), tenant.id, "crm.leads.read_all")
+    assert [i["name"] for i in (await client.get(LEADS, headers=auditor.headers)).json()["items"]] == ["Someone else's"]
+
+
+async def test_deleted_lead_can_be_restored_until_it_is_purged(
+    client: Any, make_tenant: Any, member: Any, new_lead: Any, kernel: Any
+) -> None:
+    tenant = await make_tenant()
+    manager = await member(tenant, "manager")
+    staff = await member(tenant, "member")
+    lead = await new_lead(manager.headers, name="Oops")
+    kept = await new_lead(manager.headers, name="Kept")
+    assert (await client.delete(f"{LEADS}/{lead['id']}", headers=staff.headers)).status_code == 403
+    deleted = await client.delete(f"{LEADS}/{lead['id']}", headers=manager.headers)
+    assert deleted.status_code == 200
+    assert deleted.json()["deleted_at"] is not None
+    assert (await client.get(f"{LEADS}/{lead['id']}", headers=manager.headers)).status_code == 404
+    assert [i["name"] for i in (await client.get(LEADS, headers=manager.headers)).json()["items"]] == ["Kept"]
+    binned = (await client.get(f"{LEADS}?deleted=true", headers=manager.headers)).json()["items"]
+    assert [i["id"] for i in binned] == [lead["id"]]
+    restored = await client.post(f"{LEADS}/{lead['id']}/restore", headers=manager.headers)
+    assert restored.status_code == 200
+    assert restored.json()["deleted_at"] is None
+    assert (await client.post(f"{LEADS}/{lead['id']}/restore", headers=manager.headers)).status_code == 404
+    # Within the undo window the purge job leaves it; past it, the lead is gone for good.
+    await client.delete(f"{LEADS}/{lead['id']}", headers=manager.headers)
+    await purge_deleted_leads({"kernel": kernel})
+    assert (await client.post(f"{LEADS}/{lead['id']}/restore", headers=manager.headers)).status_code == 200
+    await client.delete(f"{LEADS}/{lead['id']}", headers=manager.headers)
+    assert await purge_deleted_leads({"kernel": kernel}, undo_days=0) >= 1
+    assert (await client.post(f"{LEADS}/{lead['id']}/restore", headers=manager.headers)).status_code == 404
+    assert (await client.get(f"{LEADS}/{kept['id']}", headers=manager.headers)).status_code == 200
+
+
+async def test_search_follows_edits_and_forgets_purged_leads(
+    client: Any, make_tenant: Any, member: Any, new_lead: Any, kernel: Any
+) -> None:
+    from sqlalchemy import func, select
+
+    from inopsio_crm.leads.models import LeadTerm
+
+    tenant = await make_tenant()
+    manager = await member(tenant, "manager")
+    lead = await new_lead(manager.headers, name="Oldname Person", company="Zeta")
+
+    async def names(q: str) -> list[str]:
+        return [i["name"] for i in (await client.get(f"{LEADS}?q={q}", headers=manager.headers)).json()["items"]]
+
+    async def terms() -> int:
+        async with kernel.db.session(tenant.id) as session:
+            return int((await session.execute(select(func.count()).select_from(LeadTerm))).scalar_one())
+
+    assert await names("oldn") == ["Oldname Person"]
+    before = await terms()
+    await client.patch(f"{LEADS}/{lead['id']}", json={"name": "Newname Person"}, headers=manager.headers)
+    assert await names("oldn") == []
+    assert await names("newn zet") == ["Newname Person"]
+    await client.patch(f"{LEADS}/{lead['id']}", json={"status": "contacted"}, headers=manager.headers)
+    assert await terms() == before  # a change outside the search document leaves the terms alone
+    await client.delete(f"{LEADS}/{lead['id']}", headers=manager.headers)
+    await purge_deleted_leads({"kernel": kernel}, undo_days=0)
+    assert await terms() == 0
