@@ -164,3 +164,37 @@ async def test_crm_pages_pass_axe(
     await assert_accessible(page)
     await page.goto(f"{crm_board['base']}/crm/leads/{lead.json()['id']}")
     await assert_accessible(page)
+
+
+async def test_value_per_stage_chart_and_its_table_follow_the_moves(
+    browser: Any, kernel: Any, crm_board: Any, client: Any, drain_events: Any
+) -> None:
+    deal, stages = crm_board["deals"][0], crm_board["stages"]
+    page = await _open_board(browser, kernel, crm_board["tenant"], crm_board["base"])
+    await page.wait_for_selector("#metrics-chart[data-loaded='1'] .uplot canvas")
+    assert await page.get_attribute("#metrics-chart", "aria-hidden") == "true"
+    rows = page.locator("#metrics-table tbody tr")
+    assert await rows.count() == len(stages)
+    first = await rows.nth(0).locator("td").all_text_contents()
+    assert first[0] == "2"
+    assert "2,000" in first[1]
+    # A colleague's move arrives live: the chart is redrawn and the table says the new figures.
+    moved = await client.post(
+        f"/api/v1/crm/deals/{deal['id']}/move",
+        json={"stage_id": stages[1], "position": 0, "version": deal["version"]},
+        headers=crm_board["api"],
+    )
+    assert moved.status_code == 200, moved.text
+    await drain_events()
+    await page.wait_for_selector("#metrics-chart[data-loaded='2'] .uplot canvas")
+    assert (await rows.nth(0).locator("td").all_text_contents())[0] == "1"
+    second = await rows.nth(1).locator("td").all_text_contents()
+    assert second[0] == "1"
+    assert "1,000" in second[1]
+    await assert_no_missing_name(page)
+
+
+async def assert_no_missing_name(page: Any) -> None:
+    """The chart's figure is named by its caption; the table has a caption too."""
+    assert await page.get_attribute("figure.board-metrics", "aria-labelledby") == "metrics-caption"
+    assert (await page.text_content("#metrics-table caption") or "").strip()

@@ -62,6 +62,7 @@
       el.dataset.version = String(result.data.version);
       place(el, result.data.stage_id, result.data.position);
       var col = column(result.data.stage_id);
+      document.dispatchEvent(new CustomEvent("crm:board-changed"));
       say(title(el) + " moved to " + col.querySelector("h2").firstChild.textContent.trim() + ", position " + (result.data.position + 1) + ".");
       return true;
     }
