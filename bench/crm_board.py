@@ -170,19 +170,22 @@ async def measure(
             deal = mine[i % len(mine)]["id"]
             i += 1
             target = (at[deal] + 1) % len(stages)
-            t0 = time.monotonic()
+            # A move adds one to the version: key the timing before the POST, because a colleague's
+            # socket may get the event before this client has read the response.
+            key = (deal, versions[deal] + 1)
+            t0 = started[key] = time.monotonic()
             r = await client.post(
                 f"/api/v1/crm/deals/{deal}/move",
                 json={"stage_id": stages[target], "position": 0, "version": versions[deal]},
                 headers=headers,
             )
             if r.status_code != 200:
+                del started[key]
                 errors += 1
                 continue
             api_ms.append((time.monotonic() - t0) * 1000)
             body = r.json()
             versions[deal], at[deal] = body["version"], target
-            started[(deal, body["version"])] = t0
             if args.pause:
                 await asyncio.sleep(args.pause)
 
@@ -271,6 +274,20 @@ def render(doc: dict[str, Any]) -> str:
 {END_MARK}"""
 
 
+def shown_arguments(argv: list[str]) -> list[str]:
+    """The command line without ``--notes`` and its text (the notes are in the section already)."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--notes="):
+            skip = False
+            continue
+        if arg == "--notes":
+            skip = True
+            continue
+        shown.append(arg)
+    return shown
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moves", type=int, default=2000)
@@ -318,7 +335,7 @@ def main() -> None:
             "benchmark": "crm-board",
             "started_at": started.strftime("%Y-%m-%d %H:%M UTC"),
             "file": f"crm-board-{stamp}.json",
-            "command": ".venv/bin/python bench/crm_board.py " + " ".join(sys.argv[1:]),
+            "command": ".venv/bin/python bench/crm_board.py " + " ".join(shown_arguments(sys.argv[1:])),
             "machine": f"{os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}",
             "settings": {k: getattr(args, k) for k in ("moves", "deals", "viewers", "movers", "pause")},
             "results": results,
