@@ -198,3 +198,29 @@ async def assert_no_missing_name(page: Any) -> None:
     """The chart's figure is named by its caption; the table has a caption too."""
     assert await page.get_attribute("figure.board-metrics", "aria-labelledby") == "metrics-caption"
     assert (await page.text_content("#metrics-table caption") or "").strip()
+
+
+async def test_dragging_a_deal_within_its_column_reorders_it(
+    browser: Any, kernel: Any, crm_board: Any, client: Any
+) -> None:
+    first, second = crm_board["deals"]
+    page = await _open_board(browser, kernel, crm_board["tenant"], crm_board["base"])
+    order = (
+        "s => Array.from(document.querySelectorAll(`.board-column[data-stage='${s}'] .deal`)).map(d => d.dataset.deal)"
+    )
+    before = await page.evaluate(order, crm_board["stages"][0])
+    assert sorted(before) == sorted([first["id"], second["id"]])
+    top, bottom = before
+    # Drop the top card below the bottom one.
+    source = await page.locator(f"#deal-{top} .deal-title").bounding_box()
+    target = await page.locator(f"#deal-{bottom}").bounding_box()
+    await page.mouse.move(source["x"] + 10, source["y"] + source["height"] / 2)
+    await page.mouse.down()
+    await page.mouse.move(source["x"] + 15, source["y"] + source["height"] / 2 + 5, steps=3)
+    async with page.expect_response(lambda r: r.url.endswith(f"/deals/{top}/move")) as moved:
+        await page.mouse.move(target["x"] + 10, target["y"] + target["height"] - 4, steps=15)
+        await page.mouse.up()
+    assert (await moved.value).status == 200
+    assert await page.evaluate(order, crm_board["stages"][0]) == [bottom, top]
+    stored = (await client.get(f"/api/v1/crm/deals/{top}", headers=crm_board["api"])).json()
+    assert stored["position"] == 1
