@@ -74,6 +74,8 @@ BENCHES = {
     "web": "web.py",
     "erp-pdf": "erp_pdf.py",
     "erp-invoicing": "erp_invoicing.py",
+    "crm-search": "crm_search.py",
+    "crm-board": "crm_board.py",
 }
 
 
