@@ -250,3 +250,13 @@ async def test_tenant_switcher_lists_every_workspace_of_the_user(client: Any, ke
     assert "data-tenant-switcher" in html
     assert f'<option value="{first.slug}" selected>Alpha Works</option>' in html
     assert f'<option value="{second.slug}" >Beta Works</option>' in html
+
+
+@pytest.mark.parametrize("link", ["https://evil.example/", "//evil.example/login", "/\\evil.example"])
+async def test_a_notification_link_must_stay_on_this_site(kernel: Any, make_tenant: Any, link: str) -> None:
+    from inopsio.notifications import notify
+
+    tenant = await make_tenant()
+    async with kernel.db.session(tenant.id) as session:
+        with pytest.raises(ValueError, match="path on this site"):
+            await notify(kernel, session, "Phishing", link=link)

@@ -45,8 +45,8 @@ async def notify(
     level: Literal["info", "success", "warning", "error"] = "info",
     module: str = "kernel",
 ) -> None:
-    if link is not None and not link.startswith("/"):
-        raise ValueError("a notification's link is a path on this site")
+    if link is not None and (not link.startswith("/") or link.startswith("//") or "\\" in link):
+        raise ValueError("a notification's link is a path on this site (not //host or a backslash)")
     note = Notification(
         title=title[:200], body=body[:1000], link=link, level=level, recipient_id=recipient_id, module=module
     )
