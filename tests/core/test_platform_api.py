@@ -144,8 +144,10 @@ async def test_tenants_are_listed_by_slug_with_search(client: Any, operator_head
     assert page.get("next_after") is None
     by_name = (await client.get(TENANTS, params={"search": f"beta {prefix}"}, headers=operator_headers)).json()
     assert [t["slug"] for t in by_name["items"]] == [f"{prefix}-b"]
-    # LIKE wildcards in the search are taken literally.
-    assert (await client.get(TENANTS, params={"search": "%"}, headers=operator_headers)).json()["total"] == 0
+    # LIKE wildcards in the search are taken literally: as a wildcard, "%" would match all three.
+    for wildcard in (f"{prefix}-%", f"{prefix}-_"):
+        found = (await client.get(TENANTS, params={"search": wildcard}, headers=operator_headers)).json()
+        assert found["total"] == 0, wildcard
 
 
 async def test_tenants_are_filtered_by_status(client: Any, operator_headers: dict[str, str]) -> None:

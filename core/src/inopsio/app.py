@@ -26,6 +26,7 @@ from inopsio import __version__
 from inopsio.automation import NodeType
 from inopsio.db.base import Base
 from inopsio.db.engine import Database
+from inopsio.db.reader import TenantReader
 from inopsio.db.roles import app_url_from_owner_url, check_app_role
 from inopsio.embedded import ensure_services
 from inopsio.errors import EXCEPTION_HANDLERS, Problem
@@ -152,6 +153,12 @@ async def provide_db_session(request: Request[Any, Any, Any]) -> AsyncGenerator[
         yield session
 
 
+async def provide_db_reader(request: Request[Any, Any, Any]) -> TenantReader:
+    """One-round-trip reads scoped to the request's tenant (see :mod:`inopsio.db.reader`)."""
+    tenant = await provide_tenant(request)
+    return request.app.state.kernel.db.reader(tenant.id)  # type: ignore[no-any-return]
+
+
 def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
     if not (settings.database_url and settings.redis_url):
         raise ValueError("database_url and redis_url must be set (ensure_services() fills them)")
@@ -264,6 +271,13 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     await kernel.identity.authorizer.load_all()
     kernel.tasks.append(asyncio.create_task(kernel.identity.authorizer.follow_changes()))
     kernel.tasks.append(asyncio.create_task(kernel.identity.api_keys.follow_revocations()))
+    # Ended sessions are checked in memory: know them all before the first request.
+    revocations = kernel.identity.accounts.revocations
+    try:
+        await asyncio.wait_for(revocations.reload(), 5)
+    except Exception:
+        log.warning("could not read ended sessions from Redis; they arrive when it is back", exc_info=True)
+    kernel.tasks.append(asyncio.create_task(revocations.follow()))
     await call_async(kernel.plugins.hook.on_startup, kernel=kernel)
     kernel.tasks.append(asyncio.create_task(kernel.observability.sample_forever(kernel)))
     if kernel.settings.dispatch_events:
@@ -284,6 +298,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
             for task in stuck:
                 log.warning("background task %r did not stop within %s s", task.get_name(), SHUTDOWN_STEP_SECONDS)
         kernel.tasks.clear()
+        await _bounded(kernel.quotas.counter.stop(), "request counters")
         await _bounded(kernel.quotas.flush(), "usage flush")
         await _bounded(kernel.redis.aclose(), "closing Redis")
         await _bounded(kernel.db.dispose(), "closing the database pool")
@@ -329,6 +344,7 @@ def create_app(
             "kernel": Provide(provide_kernel),
             "tenant": Provide(provide_tenant),
             "db_session": Provide(provide_db_session),
+            "db_reader": Provide(provide_db_reader),
         },
         middleware=[
             DefineMiddleware(TenantResolutionMiddleware, kernel=kernel),

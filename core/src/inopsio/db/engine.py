@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from inopsio.db.base import TenantScoped
+from inopsio.db.reader import ReadPool, TenantReader
 from inopsio.db.rls import TENANT_SETTING, USER_SETTING
 
 
@@ -110,6 +111,15 @@ class Database:
             connect_args={"prepare_threshold": 3},
         )
         self._owner_engine: Engine | None = None
+        #: Connections for one-round-trip reads (:meth:`reader`), opened on first use.
+        self.reads = ReadPool(
+            make_url(app_url).set(drivername="postgresql").render_as_string(hide_password=False),
+            size=max(2, pool_size // 2),
+        )
+
+    def reader(self, tenant_id: UUID | None, *, user_id: UUID | None = None) -> TenantReader:
+        """Single-statement reads scoped to ``tenant_id``, one round trip each (see :mod:`inopsio.db.reader`)."""
+        return TenantReader(self.reads, tenant_id, user_id)
 
     @asynccontextmanager
     async def transaction(
@@ -162,6 +172,7 @@ class Database:
         return self._owner_engine
 
     async def dispose(self) -> None:
+        await self.reads.close()
         await self.engine.dispose()
         if self._owner_engine is not None:
             self._owner_engine.dispose()

@@ -3,8 +3,9 @@
 The middleware runs after tenant resolution. It reads a bearer access token or an API key (or,
 without an Authorization header, the web session cookie: see ``web_session``, which also checks
 CSRF), checks that the credential belongs to the request's tenant (or resolves the tenant from the
-token's claim when the request named none), and in one Redis round trip counts the request
-against the tenant's and the caller's rate limits and asks whether the session was revoked.
+token's claim when the request named none), and counts the request
+against the tenant's and the caller's rate limits (counted in-process and sent to Redis in batches)
+and checks that the session was not ended (each process holds the ended sessions in memory).
 
 The guard then applies each route's ``opt``: ``public`` routes admit anyone; otherwise a member
 is required, and ``permission`` (``<plugin>.<resource>.<action>``) is checked with Casbin.
@@ -103,18 +104,15 @@ class AuthenticationMiddleware:
             principal = await self.kernel.identity.web_sessions.authenticate(scope, tenant, public=public)
         if tenant is None:
             return
-        revoked = await self.kernel.quotas.count_request(
-            tenant,
-            principal=principal.rate_key if principal else None,
-            session_id=principal.session_id if principal else None,
-        )
-        if revoked:
+        session_id = principal.session_id if principal is not None else None
+        if session_id is not None and self.kernel.identity.accounts.revocations.is_revoked(session_id):
             raise Problem(
                 401,
                 "session-ended",
                 "This session was ended; sign in again.",
                 headers={"WWW-Authenticate": 'Bearer realm="inopsio", error="invalid_token"'},
             )
+        await self.kernel.quotas.count_request(tenant, principal=principal.rate_key if principal else None)
         if principal is not None:
             state[PRINCIPAL_KEY] = principal
 

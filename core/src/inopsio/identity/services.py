@@ -25,6 +25,7 @@ from inopsio.identity.api_keys import ApiKeyService
 from inopsio.identity.models import AuthSession, Membership, RefreshToken, User
 from inopsio.identity.passwords import Passwords
 from inopsio.identity.rbac import Authorizer, Permission
+from inopsio.identity.revocations import SessionRevocations
 from inopsio.identity.throttle import LoginThrottle
 from inopsio.identity.tokens import TokenIssuer
 from inopsio.identity.totp import TotpService
@@ -94,7 +95,8 @@ class AccountService:
         self.throttle = LoginThrottle(
             redis, settings.redis_namespace, settings.login_max_failures, settings.login_lockout_seconds
         )
-        self.revoked_prefix = f"{settings.redis_namespace}:revoked-session:"
+        #: Ended sessions, known to every process (``identity.revocations``).
+        self.revocations = SessionRevocations(redis, settings.redis_namespace, settings.access_token_seconds + 60)
 
     # -- accounts ------------------------------------------------------------------------------------
 
@@ -359,16 +361,11 @@ class AccountService:
         return ended
 
     async def _announce_revoked(self, session_ids: list[UUID]) -> None:
-        if not session_ids:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for sid in session_ids:
-                # Access tokens of the session stop now; after their lifetime the mark is not needed.
-                pipe.set(f"{self.revoked_prefix}{sid}", "1", ex=self.settings.access_token_seconds + 60)
-            await pipe.execute()
+        # Access tokens of the sessions stop now; after their lifetime the mark is not needed.
+        await self.revocations.announce(session_ids)
 
-    async def is_revoked(self, session_id: UUID) -> bool:
-        return bool(await self.redis.exists(f"{self.revoked_prefix}{session_id}"))
+    def is_revoked(self, session_id: UUID) -> bool:
+        return self.revocations.is_revoked(session_id)
 
     # -- passwords ----------------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """The quota service: check a tenant's limits and count its usage.
 
 Rates and daily limits are counted in Redis, shared by every process; daily totals are also
-queued in Redis and flushed into ``tenant_usage_daily`` every few seconds, so the hot path costs one
-Redis round trip and no database write. Gauges (storage, users) live in PostgreSQL and are
-changed atomically against their limit inside the caller's transaction.
+queued in Redis and flushed into ``tenant_usage_daily`` every few seconds. Requests are counted in
+each process and sent to Redis in batches (:mod:`inopsio.quotas.counter`), so the hot path costs
+no round trip at all while a counter is far from its limit, and no database write. Gauges (storage,
+users) live in PostgreSQL and are changed atomically against their limit inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from inopsio.db.engine import switch_tenant
 from inopsio.errors import Problem
+from inopsio.quotas.counter import RateCounter
 from inopsio.quotas.models import DailyUsage, UsageGauge
 from inopsio.tenancy.models import Tenant
 
@@ -55,6 +57,8 @@ class QuotaService:
         self.ns = namespace
         self.pending_key = f"{namespace}:usage:pending"
         self.flushing_prefix = f"{namespace}:usage:flushing:"
+        #: This process's request counts, sent to Redis in batches.
+        self.counter = RateCounter(redis)
 
     def limit(self, tenant: TenantInfo, quota: str) -> int | None:
         """The tenant's limit for ``quota``: its override if it has one, else the platform default."""
@@ -66,49 +70,38 @@ class QuotaService:
     def limits(self, tenant: TenantInfo) -> dict[str, int | None]:
         return {name: self.limit(tenant, name) for name in self.defaults.__struct_fields__}
 
-    async def count_request(
-        self, tenant: TenantInfo, *, principal: str | None = None, session_id: UUID | None = None
-    ) -> bool:
-        """Count one API call against the tenant's and the caller's per-minute limits (429 when
-        spent), in one Redis round trip that also answers whether ``session_id`` was revoked.
+    async def count_request(self, tenant: TenantInfo, *, principal: str | None = None) -> None:
+        """Count one API call against the tenant's and the caller's per-minute limits (429 when spent).
 
-        If Redis is unreachable the request is let through, not counted, and not revocation-checked
-        (logged): access tokens are short-lived, and an outage must not take the API down.
+        Counted in this process and shared through Redis in batches (:mod:`inopsio.quotas.counter`):
+        no Redis round trip while a counter is below half its limit. Without Redis the request is
+        let through and its count kept until Redis is back.
         """
         now = time.time()
         minute = int(now // 60)
-        tenant_key = f"{self.ns}:rate:{tenant.id}:{minute}"
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.incr(tenant_key)
-                pipe.expire(tenant_key, 120)
-                pipe.hincrby(self.pending_key, f"{tenant.id}|{_today().isoformat()}|api_calls", 1)
-                if principal is not None:
-                    principal_key = f"{self.ns}:rate:{tenant.id}:{principal}:{minute}"
-                    pipe.incr(principal_key)
-                    pipe.expire(principal_key, 120)
-                if session_id is not None:
-                    pipe.exists(f"{self.ns}:revoked-session:{session_id}")
-                results = await pipe.execute()
-        except Exception:
-            log.warning("quota counter unavailable; request for %s not counted", tenant.slug)
-            return False
-        retry_after = max(1, int(60 - now % 60))
-        checks = [("api_calls_per_minute", results[0], "This tenant has used its {limit} API calls for this minute")]
+        counter = self.counter
+        counter.add_daily(self.pending_key, f"{tenant.id}|{_today().isoformat()}|api_calls")
+        limit = self.limit(tenant, "api_calls_per_minute")
+        count = await counter.hit(f"{self.ns}:rate:{tenant.id}:{minute}", limit)
+        if limit is not None and count > limit:
+            self._refuse("api_calls_per_minute", limit, "This tenant has used its {limit} API calls this minute", now)
         if principal is not None:
-            checks.append(("requests_per_minute_per_user", results[3], "You have made {limit} requests this minute"))
-        for quota, count, message in checks:
-            limit = self.limit(tenant, quota)
+            limit = self.limit(tenant, "requests_per_minute_per_user")
+            count = await counter.hit(f"{self.ns}:rate:{tenant.id}:{principal}:{minute}", limit)
             if limit is not None and count > limit:
-                raise Problem(
-                    429,
-                    "quota-exceeded" if quota == "api_calls_per_minute" else "rate-limited",
-                    message.format(limit=limit) + f"; retry in {retry_after} s.",
-                    headers={"Retry-After": str(retry_after)},
-                    quota=quota,
-                    limit=limit,
-                )
-        return bool(session_id is not None and results[-1])
+                self._refuse("requests_per_minute_per_user", limit, "You have made {limit} requests this minute", now)
+
+    @staticmethod
+    def _refuse(quota: str, limit: int, message: str, now: float) -> NoReturn:
+        retry_after = max(1, int(60 - now % 60))
+        raise Problem(
+            429,
+            "quota-exceeded" if quota == "api_calls_per_minute" else "rate-limited",
+            message.format(limit=limit) + f"; retry in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+            quota=quota,
+            limit=limit,
+        )
 
     async def consume_daily(self, tenant: TenantInfo, quota: str, amount: int = 1) -> int:
         """Take ``amount`` from a per-day quota (``workflow_runs_per_day``, ...); 429 if it would exceed.
@@ -180,7 +173,11 @@ class QuotaService:
         return int(value)
 
     async def flush(self) -> int:
-        """Move queued daily counts from Redis into PostgreSQL; returns how many counters moved."""
+        """Move queued daily counts from Redis into PostgreSQL; returns how many counters moved.
+
+        This process's own unsent counts go to Redis first, so they are among them.
+        """
+        await self.counter.flush()
         moved = 0
         for key in await self._claim_batches():
             raw = await self.redis.hgetall(key)  # type: ignore[misc]

@@ -1,0 +1,119 @@
+"""One-round-trip reads (``inopsio.db.reader``): tenant scoping, parameters, and what they refuse."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import String, TypeDecorator, cast, func, insert, literal, select, text
+
+from inopsio.db.reader import StatementCompiler
+from inopsio_sample.models import Note
+
+notes = Note.__table__.c
+
+
+async def add_notes(kernel: Any, tenant: Any, *titles: str) -> list[Any]:
+    async with kernel.db.session(tenant.id) as session:
+        rows = [Note(title=title, body=f"body of {title}") for title in titles]
+        session.add_all(rows)
+        await session.flush()
+        return [row.id for row in rows]
+
+
+COUNT = select(func.count()).select_from(Note.__table__)
+
+
+async def test_a_read_sees_its_tenants_rows_only(kernel: Any, make_tenant: Any) -> None:
+    a, b = await make_tenant(), await make_tenant()
+    before = await kernel.db.reader(a.id).scalar(COUNT)
+    (a_note,) = await add_notes(kernel, a, "alpha")
+    (b_note,) = await add_notes(kernel, b, "beta")
+    reader = kernel.db.reader(a.id)
+
+    row = await reader.first(select(notes.id, notes.title, notes.body).where(notes.id == a_note))
+    assert (row.id, row.title, row.body) == (a_note, "alpha", "body of alpha")
+    # Tenant B's row is not there for tenant A, even asked for by id or counted.
+    assert await reader.first(select(notes.id).where(notes.id == b_note)) is None
+    assert await reader.scalar(COUNT) == before + 1
+    assert "beta" in await kernel.db.reader(b.id).scalars(select(notes.title))
+    assert "beta" not in await reader.scalars(select(notes.title))
+    # No tenant: row-level security shows nothing at all.
+    assert await kernel.db.reader(None).all(select(notes.id)) == []
+
+
+async def test_the_tenant_setting_ends_with_the_read(kernel: Any, make_tenant: Any) -> None:
+    tenant = await make_tenant()
+    await add_notes(kernel, tenant, "one")
+    size = kernel.db.reads.size
+    # Every pooled connection has served a scoped read; none carries the tenant afterwards.
+    scoped = await asyncio.gather(*(kernel.db.reader(tenant.id).scalar(COUNT) for _ in range(size * 2)))
+    assert min(scoped) >= 1
+    setting = select(func.current_setting("inopsio.tenant_id", True))
+    unscoped = await asyncio.gather(*(kernel.db.reader(None).scalar(setting) for _ in range(size * 2)))
+    assert set(unscoped) <= {None, ""}
+    assert await asyncio.gather(*(kernel.db.reader(None).scalar(COUNT) for _ in range(size * 2))) == [0] * size * 2
+
+
+async def test_lists_percent_signs_and_shapes_cached(kernel: Any, make_tenant: Any) -> None:
+    tenant = await make_tenant()
+    ids = await add_notes(kernel, tenant, "50% off", "plain", "it's \\ quoted")
+    reader = kernel.db.reader(tenant.id)
+
+    # IN lists expand per call, whatever their length, with one compiled shape.
+    for chosen in (ids[:1], ids[:2], ids):
+        found = await reader.scalars(select(notes.id).where(notes.id.in_(chosen)))
+        assert sorted(found) == sorted(chosen)
+    assert await reader.scalars(select(notes.id).where(notes.id.in_([]))) == []
+    # A literal "%" in SQL and in a LIKE pattern.
+    assert await reader.scalars(select(notes.title).where(notes.title.like("50\\%%"))) == ["50% off"]
+    assert await reader.scalar(select(literal(7) % 4)) == 3
+    assert await reader.scalar(select(text("'100%'"))) == "100%"
+    assert await reader.scalars(select(notes.title).where(notes.title == "it's \\ quoted")) == ["it's \\ quoted"]
+
+
+class Shouting(TypeDecorator[str]):
+    """Stored lower-case, read upper-case: both processors must run."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else value.lower()
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else value.upper()
+
+
+async def test_type_processors_apply_both_ways(kernel: Any, make_tenant: Any) -> None:
+    tenant = await make_tenant()
+    await add_notes(kernel, tenant, "quiet")
+    reader = kernel.db.reader(tenant.id)
+    shouted = cast(notes.title, Shouting())
+    assert await reader.scalars(select(shouted).where(notes.title == cast("QUIET", Shouting()))) == ["QUIET"]
+
+
+async def test_only_selects_are_taken(kernel: Any, make_tenant: Any) -> None:
+    tenant = await make_tenant()
+    with pytest.raises(TypeError, match="select"):
+        await kernel.db.reader(tenant.id).all(insert(Note.__table__).values(title="x"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="select"):
+        await kernel.db.reader(tenant.id).all(text("DELETE FROM sample_notes"))  # type: ignore[arg-type]
+
+
+async def test_one_shape_is_compiled_once() -> None:
+    compile_ = StatementCompiler()
+    first = compile_(select(notes.id).where(notes.id == "a"))
+    second = compile_(select(notes.id).where(notes.id == "b"))
+    assert first[2] is second[2]
+    assert (first[0], list(first[1].values()), list(second[1].values())) == (second[0], ["a"], ["b"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]), max_size=40))
+async def test_any_text_parameter_arrives_as_itself(kernel: Any, value: str) -> None:
+    """Client-side binding: quotes, backslashes, semicolons and placeholders are data, never SQL."""
+    assert await kernel.db.reader(None).scalar(select(literal(value, String))) == value
