@@ -4,6 +4,7 @@ of the wizard to its report; axe-core on each page."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -178,7 +179,8 @@ async def test_the_import_wizard_takes_a_semicolon_file_with_a_bom_to_its_report
     download = await downloading.value
     assert download.suggested_filename == f"rejected-{import_id}.csv"
     saved = await download.path()
-    rejected = list(csv.reader(io.StringIO(Path(saved).read_text(encoding="utf-8")), delimiter=";"))
+    text = await asyncio.to_thread(Path(saved).read_text, encoding="utf-8")
+    rejected = list(csv.reader(io.StringIO(text), delimiter=";"))
     assert rejected[0] == ["line", "Vorname", "Nachname", "E-Mail", "Firma", "Betrag", "Bemerkung", "errors"]
     assert rejected[1][:4] == ["3", "Bad", "Row", "not-an-email"]
     assert "email" in rejected[1][-1]

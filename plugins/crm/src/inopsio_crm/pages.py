@@ -75,6 +75,7 @@ async def lead_page(
             .all()
         )
     pipelines = PipelineService(kernel, db_session, tenant, viewer)
+    can_convert = lead.status != "converted" and has_permission(request, tenant, "crm.contacts.write")
     deals = await pipelines.linked_deals(lead_id=lead.id) if has_permission(request, tenant, "crm.deals.read") else None
     return await page(
         request,
@@ -84,7 +85,7 @@ async def lead_page(
             "timeline": timeline,
             "contacts": contacts,
             "deals": deals,
-            "pipelines": await pipelines.list_pipelines() if lead.status != "converted" else [],
+            "pipelines": await pipelines.list_pipelines() if can_convert else [],
         },
     )
 
