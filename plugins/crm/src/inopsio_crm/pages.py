@@ -1,9 +1,11 @@
 """The CRM's pages in the web shell: the lead list and a lead's timeline, the pipeline board, a
-dashboard card. Pages only read; every change goes through the JSON API (shell.js, board.js)."""
+dashboard card (contacts and companies: ``contacts/pages.py``; the import wizard:
+``leads/import_pages.py``). Pages only read; every change goes through the JSON API (shell.js, board.js)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from litestar import Request, Response, get
@@ -14,7 +16,9 @@ from sqlalchemy import select
 from inopsio.deps import CurrentTenant, DbSession, KernelDep
 from inopsio.errors import Problem
 from inopsio.web import fragment, page
-from inopsio_crm.access import viewer_of
+from inopsio_crm.access import has_permission, viewer_of
+from inopsio_crm.contacts.models import Contact
+from inopsio_crm.contacts.services import ContactService
 from inopsio_crm.leads.models import LEAD_STATUSES
 from inopsio_crm.leads.services import LeadFilters, LeadService
 from inopsio_crm.pipeline.models import Pipeline
@@ -35,10 +39,18 @@ async def leads_page(
     statuses = [status] if status in LEAD_STATUSES else []
     filters = LeadFilters(q=q, status=statuses)
     leads = await service.list(filters, limit=50, cursor=cursor)
+    # The export takes the list's own filters, so it holds exactly the leads this list shows.
+    export_query = urlencode({k: v for k, v in {"q": q, "status": statuses[0] if statuses else None}.items() if v})
     return await page(
         request,
         "crm/leads.html",
-        {"leads": leads, "q": q or "", "status": status or "", "statuses": LEAD_STATUSES},
+        {
+            "leads": leads,
+            "q": q or "",
+            "status": status or "",
+            "statuses": LEAD_STATUSES,
+            "export_query": export_query,
+        },
     )
 
 
@@ -50,10 +62,32 @@ async def lead_page(
     db_session: DbSession,
     lead_id: FromPath[UUID],
 ) -> Response[str]:
-    service = LeadService(kernel, db_session, tenant, viewer_of(request, tenant))
+    """A lead: fields, timeline, a note form; converting it, or the contact and deals it became."""
+    viewer = viewer_of(request, tenant)
+    service = LeadService(kernel, db_session, tenant, viewer)
     lead = await service.get(lead_id)
     timeline = await service.timeline(lead_id)
-    return await page(request, "crm/lead.html", {"lead": lead, "timeline": timeline})
+    contacts: list[Contact] = []
+    if has_permission(request, tenant, "crm.contacts.read"):
+        contacts = list(
+            (await db_session.execute(select(Contact).where(Contact.lead_id == lead.id).order_by(Contact.created_at)))
+            .scalars()
+            .all()
+        )
+    pipelines = PipelineService(kernel, db_session, tenant, viewer)
+    can_convert = lead.status != "converted" and has_permission(request, tenant, "crm.contacts.write")
+    deals = await pipelines.linked_deals(lead_id=lead.id) if has_permission(request, tenant, "crm.deals.read") else None
+    return await page(
+        request,
+        "crm/lead.html",
+        {
+            "lead": lead,
+            "timeline": timeline,
+            "contacts": contacts,
+            "deals": deals,
+            "pipelines": await pipelines.list_pipelines() if can_convert else [],
+        },
+    )
 
 
 async def _first_pipeline(db_session: Any) -> UUID:
@@ -84,7 +118,18 @@ async def board_page(
     board = await service.board(pipeline_id)
     metrics = await service.metrics(pipeline_id)
     pipelines = await service.list_pipelines()
-    return await page(request, "crm/board.html", {"board": board, "metrics": metrics, "pipelines": pipelines})
+    companies: dict[UUID, str] = {}
+    contacts: dict[UUID, str] = {}
+    if has_permission(request, tenant, "crm.contacts.read"):  # each card links to its company and contact
+        deals = [deal for column in board.columns for deal in column.deals]
+        names = ContactService(kernel, db_session, tenant, service.viewer)
+        companies = await names.company_names({d.company_id for d in deals if d.company_id})
+        contacts = await names.contact_names({d.contact_id for d in deals if d.contact_id})
+    return await page(
+        request,
+        "crm/board.html",
+        {"board": board, "metrics": metrics, "pipelines": pipelines, "companies": companies, "contacts": contacts},
+    )
 
 
 @get("/crm/cards/pipeline", opt={"permission": "crm.deals.read"}, include_in_schema=False)

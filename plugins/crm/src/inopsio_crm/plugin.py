@@ -9,6 +9,7 @@ from inopsio import hookimpl
 from inopsio.web import DashboardCard, MenuEntry, WebAssets
 from inopsio_crm.contacts.controllers import CompanyController, ContactController, convert_lead
 from inopsio_crm.contacts.models import Company, Contact
+from inopsio_crm.contacts.pages import companies_page, company_page, contact_page, contacts_page
 from inopsio_crm.demo import seed
 from inopsio_crm.events import EVENT_TYPES
 from inopsio_crm.jobs import import_leads, purge_deleted_leads
@@ -18,6 +19,7 @@ from inopsio_crm.leads.controllers import (
     get_assignment_rule,
     set_assignment_rule,
 )
+from inopsio_crm.leads.import_pages import import_page, import_step_page
 from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity, LeadImport, LeadTerm
 from inopsio_crm.leads.transfer_controllers import ImportController, export_leads
 from inopsio_crm.nodes import NODE_TYPES
@@ -83,6 +85,12 @@ def register_routes(register: Any) -> None:
         export_leads,
         leads_page,
         lead_page,
+        import_page,
+        import_step_page,
+        companies_page,
+        company_page,
+        contacts_page,
+        contact_page,
         pipeline_page,
         board_page,
         pipeline_card,
@@ -130,6 +138,21 @@ def register_web_assets(register: Any) -> None:
 def register_menu(register: Any) -> None:
     register(
         MenuEntry(label="Leads", href="/crm/leads", section="CRM", permission="crm.leads.read", icon="users", order=10)
+    )
+    register(
+        MenuEntry(
+            label="Contacts", href="/crm/contacts", section="CRM", permission="crm.contacts.read", icon="user", order=12
+        )
+    )
+    register(
+        MenuEntry(
+            label="Companies",
+            href="/crm/companies",
+            section="CRM",
+            permission="crm.contacts.read",
+            icon="building",
+            order=14,
+        )
     )
     register(
         MenuEntry(

@@ -56,7 +56,7 @@
 
   // A form's fields as JSON: numbers stay numbers, checkboxes with data-bool are booleans, fields with
   // data-list (checkbox groups, multiple selects) are arrays, empty data-optional fields are left out,
-  // "a.b" names nest.
+  // empty data-null fields are sent as null (clearing a value in a PATCH), "a.b" names nest.
   function formJson(form) {
     var body = {};
     var lists = {};
@@ -72,8 +72,10 @@
         return;
       }
       if (el.type === "checkbox") { setPath(body, el.name, el.checked); return; }
+      if (el.type === "radio" && !el.checked) return;  // a radio group sends its chosen value only
       var value = el.value;
       if (value === "" && el.hasAttribute("data-optional")) return;
+      if (value === "" && el.hasAttribute("data-null")) { setPath(body, el.name, null); return; }
       if (el.type === "number" && value !== "") value = Number(value);
       setPath(body, el.name, value);
     });
@@ -101,11 +103,19 @@
     var errors = (problem && problem.errors) || [];
     var first = null;
     errors.forEach(function (err) {
-      var name = String(err.field || err.key || "").replace(/^\$\./, "").replace(/^body\./, "");
+      if (err.source === "query") return;
+      // A JSON pointer ("/custom/industry") names the field "custom.industry", as "a.b" names nest.
+      var pointer = err.pointer ? String(err.pointer).replace(/^\//, "").split("/").join(".") : "";
+      var name = String(err.field || err.key || pointer).replace(/^\$\./, "").replace(/^body\./, "");
       var field = name && form.querySelector('[name="' + CSS.escape(name) + '"]');
       if (!field) return;
       field.setAttribute("aria-invalid", "true");
-      var note = document.createElement("p");
+      var note = document.getElementById((field.id || name) + "-error");
+      if (note) {  // a second error of the same field joins the first
+        note.textContent += "; " + (err.message || err.detail || "Invalid value.");
+        return;
+      }
+      note = document.createElement("p");
       note.className = "field-error";
       note.id = (field.id || name) + "-error";
       note.textContent = err.message || err.detail || "Invalid value.";
@@ -153,6 +163,11 @@
     }
   }
 
+  // A message for the next page this browser shows (read once by the server, like its own flashes).
+  function flashNext(text) {
+    document.cookie = "inopsio_flash=" + encodeURIComponent(JSON.stringify([{ kind: "success", text: text }])) + "; path=/; max-age=60; samesite=lax";
+  }
+
   function afterSuccess(el, data, body) {
     var success = el.getAttribute("data-success");
     var redirectTemplate = el.getAttribute("data-redirect-template");
@@ -161,7 +176,16 @@
       return;
     }
     var redirect = el.getAttribute("data-redirect");
-    if (redirect) { window.location.assign(redirect); return; }
+    if (redirect) {
+      // "/crm/contacts/{contact.id}": placeholders filled from the API's answer (ids of what it created).
+      redirect = redirect.replace(/\{([\w.]+)\}/g, function (whole, path) {
+        var value = path.split(".").reduce(function (node, key) { return node == null ? node : node[key]; }, data);
+        return value == null ? whole : encodeURIComponent(String(value));
+      });
+      if (success) flashNext(success);
+      window.location.assign(redirect);
+      return;
+    }
     if (el.hasAttribute("data-totp-start") && data) {
       var box = document.getElementById("totp-enrol");
       document.getElementById("totp-qr").src = data.qr_svg;
@@ -195,7 +219,7 @@
     }
     if (success) {
       if (el.hasAttribute("data-reload")) {
-        document.cookie = "inopsio_flash=" + encodeURIComponent(JSON.stringify([{ kind: "success", text: success }])) + "; path=/; max-age=60; samesite=lax";
+        flashNext(success);
       } else {
         toast(success);
       }
@@ -226,6 +250,10 @@
       if (button) button.disabled = false;
     }
   }
+
+  // For a page's own script that posts a form its own way (the CRM import wizard): the same JSON,
+  // the same error display.
+  window.inopsioForms = { json: formJson, showProblem: showProblem, clearErrors: clearErrors, flashNext: flashNext };
 
   document.addEventListener("submit", function (event) {
     var form = event.target;

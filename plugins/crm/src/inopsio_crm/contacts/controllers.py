@@ -7,7 +7,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from inopsio.deps import CurrentTenant, DbSession, KernelDep
 from inopsio_crm.access import viewer_of
@@ -22,7 +22,7 @@ from inopsio_crm.contacts.schemas import (
     ConversionOut,
     ConvertIn,
 )
-from inopsio_crm.contacts.services import ContactService, company_out, contact_out
+from inopsio_crm.contacts.services import ContactService, company_out, company_search, contact_out, contact_search
 
 Search = Annotated[str | None, QueryParameter(max_length=200, description="Part of the name or e-mail")]
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
@@ -32,19 +32,15 @@ def service(kernel: Any, db_session: Any, tenant: Any, request: Request[Any, Any
     return ContactService(kernel, db_session, tenant, viewer_of(request, tenant))
 
 
-def _like(q: str) -> str:
-    return "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 class CompanyController(Controller):
     path = "/api/v1/crm/companies"
     tags = ["crm"]
 
     @get("/", opt={"permission": "crm.contacts.read"})
     async def list_companies(self, db_session: DbSession, q: Search = None, limit: Limit = 100) -> list[CompanyOut]:
-        statement = select(Company).order_by(func.lower(Company.name), Company.id).limit(limit)
-        if q:
-            statement = statement.where(func.lower(Company.name).like(_like(q), escape="\\"))
+        statement = (
+            select(Company).where(*company_search(q)).order_by(func.lower(Company.name), Company.id).limit(limit)
+        )
         return [company_out(c) for c in (await db_session.execute(statement)).scalars()]
 
     @post("/", opt={"permission": "crm.contacts.write"})
@@ -105,17 +101,12 @@ class ContactController(Controller):
         company_id: FromQuery[UUID | None] = None,
         limit: Limit = 100,
     ) -> list[ContactOut]:
-        statement = select(Contact).order_by(func.lower(Contact.name), Contact.id).limit(limit)
-        if q:
-            pattern = _like(q)
-            statement = statement.where(
-                or_(
-                    func.lower(Contact.name).like(pattern, escape="\\"),
-                    func.lower(Contact.email).like(pattern, escape="\\"),
-                )
-            )
-        if company_id:
-            statement = statement.where(Contact.company_id == company_id)
+        statement = (
+            select(Contact)
+            .where(*contact_search(q, company_id))
+            .order_by(func.lower(Contact.name), Contact.id)
+            .limit(limit)
+        )
         return [contact_out(c) for c in (await db_session.execute(statement)).scalars()]
 
     @post("/", opt={"permission": "crm.contacts.write"})

@@ -6,7 +6,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.errors import Problem
@@ -23,11 +23,39 @@ from inopsio_crm.contacts.schemas import (
     ConvertIn,
 )
 from inopsio_crm.events import LeadConverted
-from inopsio_crm.leads.services import LeadService, Viewer, lead_out
+from inopsio_crm.leads.services import LeadService, Viewer, decode_cursor, encode_cursor, lead_out
 from inopsio_crm.leads.validation import FieldErrors, clean_tags, default_phone_region, normalise_email, normalise_phone
 from inopsio_crm.pipeline.models import Deal
 from inopsio_crm.pipeline.schemas import DealIn
 from inopsio_crm.pipeline.services import PipelineService, deal_out
+
+#: The cursor tags of the two name-ordered lists: a cursor of one list is refused by the other.
+COMPANY_CURSOR = "company-name"
+CONTACT_CURSOR = "contact-name"
+
+
+def like_pattern(q: str) -> str:
+    """``q`` anywhere in a lower-cased column, its LIKE wildcards taken literally (escape ``\\``)."""
+    return "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def company_search(q: str | None) -> list[ColumnElement[bool]]:
+    return [func.lower(Company.name).like(like_pattern(q), escape="\\")] if q else []
+
+
+def contact_search(q: str | None, company_id: UUID | None = None) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if q:
+        pattern = like_pattern(q)
+        conditions.append(
+            or_(
+                func.lower(Contact.name).like(pattern, escape="\\"),
+                func.lower(Contact.email).like(pattern, escape="\\"),
+            )
+        )
+    if company_id:
+        conditions.append(Contact.company_id == company_id)
+    return conditions
 
 
 def company_out(company: Company) -> CompanyOut:
@@ -77,6 +105,46 @@ class ContactService:
             and (await self.session.execute(select(Company.id).where(Company.id == company_id))).first() is None
         ):
             errors.add("/company_id", "no such record")
+
+    async def _name_page(
+        self, entity: Any, conditions: list[ColumnElement[bool]], tag: str, limit: int, cursor: str | None
+    ) -> tuple[list[Any], str | None]:
+        """Rows ordered by lower-cased name, ``limit`` at a time after ``cursor`` (keyset: (name, id))."""
+        key = func.lower(entity.name)
+        # The key as PostgreSQL lower-cases it (not Python), so the next page starts exactly after it.
+        statement = select(entity, key).where(*conditions)
+        if cursor:
+            name, last_id = decode_cursor(cursor, tag)
+            statement = statement.where(tuple_(key, entity.id) > tuple_(name, last_id))
+        rows = list((await self.session.execute(statement.order_by(key, entity.id).limit(limit + 1))).tuples())
+        if len(rows) <= limit:
+            return [row for row, _ in rows], None
+        last, last_key = rows[limit - 1]
+        return [row for row, _ in rows[:limit]], encode_cursor(tag, last_key, last.id)
+
+    async def company_page(
+        self, q: str | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Company], str | None]:
+        """Companies by name (``q``: part of it), a page at a time, and the cursor of the next page."""
+        return await self._name_page(Company, company_search(q), COMPANY_CURSOR, limit, cursor)
+
+    async def contact_page(
+        self, q: str | None = None, company_id: UUID | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Contact], str | None]:
+        """Contacts by name (``q``: part of the name or e-mail; of one company), a page at a time."""
+        return await self._name_page(Contact, contact_search(q, company_id), CONTACT_CURSOR, limit, cursor)
+
+    async def company_names(self, company_ids: set[UUID]) -> dict[UUID, str]:
+        if not company_ids:
+            return {}
+        rows = await self.session.execute(select(Company.id, Company.name).where(Company.id.in_(company_ids)))
+        return dict(rows.tuples().all())
+
+    async def contact_names(self, contact_ids: set[UUID]) -> dict[UUID, str]:
+        if not contact_ids:
+            return {}
+        rows = await self.session.execute(select(Contact.id, Contact.name).where(Contact.id.in_(contact_ids)))
+        return dict(rows.tuples().all())
 
     # -- companies -------------------------------------------------------------------------------
 

@@ -59,6 +59,23 @@ TARGETS = (
     "tags",
     "notes",
 )
+#: How the import wizard names each target.
+TARGET_LABELS = {
+    "name": "Name",
+    "first_name": "First name",
+    "last_name": "Last name",
+    "email": "E-mail",
+    "phone": "Phone",
+    "company": "Company",
+    "title": "Job title",
+    "source": "Source",
+    "status": "Status",
+    "owner_email": "Owner (a member's e-mail)",
+    "estimated_value": "Estimated value",
+    "currency": "Currency",
+    "tags": "Tags",
+    "notes": "Note",
+}
 SYNONYMS = {
     "name": ("name", "full name", "fullname", "contact", "contact name", "lead", "lead name", "nom", "nombre"),
     "first_name": ("first name", "firstname", "given name", "forename", "vorname", "prenom"),
@@ -131,6 +148,24 @@ def parse_file(content: bytes) -> ParsedFile:
     if not any(header):
         raise _bad_file("The first line must name the columns.")
     return ParsedFile(encoding=encoding, delimiter=delimiter, header=header, rows=count)
+
+
+def sample_rows(head: bytes, encoding: str, delimiter: str, *, whole: bool, count: int = 3) -> list[list[str]]:
+    """The first ``count`` data rows of a file from its first bytes, ``head`` (shown beside the
+    mapping). Unless ``head`` is the ``whole`` file, its cut-off last line is left out; so is
+    anything unreadable."""
+    text = head.decode("utf-8-sig" if encoding == "utf-8" else encoding, errors="ignore")
+    if not whole and "\n" in text:
+        text = text[: text.rindex("\n") + 1]
+    rows: list[list[str]] = []
+    try:
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            rows.append(row)
+            if len(rows) > count:
+                break
+    except csv.Error:
+        pass
+    return rows[1 : count + 1]
 
 
 def _bad_file(detail: str) -> Problem:

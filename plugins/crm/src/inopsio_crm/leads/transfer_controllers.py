@@ -170,14 +170,14 @@ class ImportController(Controller):
 
     @get("/{import_id:uuid}", opt={"permission": "crm.leads.import"})
     async def get_import(self, db_session: DbSession, import_id: FromPath[UUID]) -> ImportOut:
-        return import_out(await _import(db_session, import_id))
+        return import_out(await find_import(db_session, import_id))
 
     @post("/{import_id:uuid}/preview", opt={"permission": "crm.leads.import"}, status_code=200)
     async def preview(
         self, tenant: CurrentTenant, db_session: DbSession, import_id: FromPath[UUID], data: JSONBody[PreviewIn]
     ) -> list[PreviewRow]:
         """The first rows as they would be imported with ``mapping`` (or the guessed one), each with its errors."""
-        record = await _import(db_session, import_id, content=True)
+        record = await find_import(db_session, import_id, content=True)
         fields = await _custom_fields(db_session)
         mapping = data.mapping if data.mapping is not None else record.mapping
         check_mapping(mapping, record.header, fields)
@@ -202,7 +202,7 @@ class ImportController(Controller):
         data: JSONBody[StartIn],
     ) -> ImportStarted:
         """Queue the import as a background job."""
-        record = await _import(db_session, import_id, for_update=True)
+        record = await find_import(db_session, import_id, for_update=True)
         if record.status != "uploaded":
             raise Problem(409, "import-started", f"This import is {record.status} already.")
         mapping = data.mapping if data.mapping is not None else record.mapping
@@ -216,12 +216,15 @@ class ImportController(Controller):
         job_id = await kernel.jobs.enqueue(
             "crm.import_leads", tenant_id=tenant.id, import_id=str(record.id), _job_id=record.job_id
         )
-        return ImportStarted(import_id=record.id, job_id=job_id or record.job_id)
+        if job_id:  # the queue's own id (namespaced), the one GET /api/v1/jobs/{job_id} knows
+            record.job_id = job_id
+            await db_session.flush()
+        return ImportStarted(import_id=record.id, job_id=record.job_id)
 
     @get("/{import_id:uuid}/rejects.csv", opt={"permission": "crm.leads.import"}, media_type="text/csv")
     async def rejected_rows(self, db_session: DbSession, import_id: FromPath[UUID]) -> Response[str]:
         """The rows that were not imported, as in the file, with a column saying why."""
-        record = await _import(db_session, import_id, rejects=True)
+        record = await find_import(db_session, import_id, rejects=True)
         return Response(
             rejects_csv(record),
             media_type="text/csv; charset=utf-8",
@@ -229,7 +232,7 @@ class ImportController(Controller):
         )
 
 
-async def _import(
+async def find_import(
     db_session: Any, import_id: UUID, *, content: bool = False, rejects: bool = False, for_update: bool = False
 ) -> LeadImport:
     statement = select(LeadImport).where(LeadImport.id == import_id)

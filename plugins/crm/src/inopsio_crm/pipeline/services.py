@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -102,6 +103,16 @@ async def add_pipeline(session: AsyncSession, name: str, stages: Sequence[StageI
         )
     await session.flush()
     return pipeline
+
+
+@dataclass(frozen=True)
+class LinkedDeal:
+    """A deal as a contact's, company's or lead's page lists it: with its stage and pipeline names."""
+
+    deal: DealOut
+    stage: str
+    stage_kind: str
+    pipeline: str
 
 
 class PipelineService:
@@ -260,6 +271,32 @@ class PipelineService:
         if deal is None:
             raise Problem(404, "not-found", "No such deal.")
         return deal
+
+    async def linked_deals(
+        self,
+        *,
+        company_id: UUID | None = None,
+        contact_id: UUID | None = None,
+        lead_id: UUID | None = None,
+        limit: int = 100,
+    ) -> list[LinkedDeal]:
+        """The deals of a company, a contact or a lead (the ones given), newest first."""
+        links = {Deal.company_id: company_id, Deal.contact_id: contact_id, Deal.lead_id: lead_id}
+        conditions = [column == value for column, value in links.items() if value is not None]
+        if not conditions:
+            return []
+        rows = await self.session.execute(
+            select(Deal, Stage.name, Stage.kind, Pipeline.name)
+            .join(Stage, (Stage.id == Deal.stage_id) & (Stage.pipeline_id == Deal.pipeline_id))
+            .join(Pipeline, Pipeline.id == Deal.pipeline_id)
+            .where(*conditions)
+            .order_by(Deal.created_at.desc(), Deal.id.desc())
+            .limit(limit)
+        )
+        return [
+            LinkedDeal(deal=deal_out(deal), stage=stage, stage_kind=kind, pipeline=pipeline)
+            for deal, stage, kind, pipeline in rows.tuples()
+        ]
 
     async def _check_references(self, errors: FieldErrors, **refs: UUID | None) -> None:
         """Each given id names a row of this tenant (another tenant's id reads as unknown)."""

@@ -112,7 +112,7 @@
         group: "deals",
         animation: 120,
         forceFallback: true,
-        filter: "button",
+        filter: "button, a", // the move buttons and the company and contact links stay clickable
         preventOnFilter: false,
         ghostClass: "deal-ghost",
         chosenClass: "deal-chosen",
