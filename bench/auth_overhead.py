@@ -208,7 +208,7 @@ PROFILED = {
     "authentication middleware (_authenticate)": "_authenticate (inopsio/identity/authentication.py",
     "JWT verify (TokenIssuer.verify)": "verify (inopsio/identity/tokens.py",
     "rate limit + revocation (count_request)": "count_request (inopsio/quotas/services.py",
-    "access guard": "access_guard (inopsio/identity/authentication.py",
+    "access rules": "check_route (inopsio/identity/authentication.py",
     "Casbin enforce": "enforce (casbin/",
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -13,10 +14,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from litestar import Litestar, Request, Router
 from litestar.config.compression import CompressionConfig
-from litestar.connection import ASGIConnection
-from litestar.datastructures import ResponseHeader
 from litestar.di import Provide
-from litestar.handlers import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RapidocRenderPlugin
@@ -32,7 +30,7 @@ from inopsio.embedded import ensure_services
 from inopsio.errors import EXCEPTION_HANDLERS, Problem
 from inopsio.events.bus import EventBus
 from inopsio.events.schemas import EventHandler, EventType
-from inopsio.identity.authentication import AuthenticationMiddleware, access_guard
+from inopsio.identity.authentication import MODULE_OPT, AuthenticationMiddleware
 from inopsio.identity.rbac import Permission
 from inopsio.identity.services import Identity
 from inopsio.jobs import JobQueue, collect_jobs, run_worker
@@ -49,20 +47,19 @@ from inopsio.web.registry import WebRegistry
 
 log = logging.getLogger("inopsio")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-MODULE_OPT = "inopsio_module"
-#: Sent with every response Litestar renders (problem documents from middleware are JSON and inert).
+#: Sent with every HTTP response that does not set them itself (a page with its own policy keeps it).
 SECURITY_HEADERS = [
-    ResponseHeader(
-        name="Content-Security-Policy",
-        value="default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
         "connect-src 'self'; font-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; "
         "form-action 'self'",
     ),
-    ResponseHeader(name="Strict-Transport-Security", value="max-age=31536000; includeSubDomains"),
-    ResponseHeader(name="X-Frame-Options", value="DENY"),
-    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-    ResponseHeader(name="Referrer-Policy", value="strict-origin-when-cross-origin"),
-    ResponseHeader(name="Permissions-Policy", value="camera=(), microphone=(), geolocation=()"),
+    ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
 ]
 
 
@@ -115,17 +112,9 @@ def collect_routers(registry: PluginRegistry, settings: Settings) -> list[Router
     routers = []
     for plugin, handlers in per_plugin.items():
         module = registry.module_of(plugin)
-        guards = [] if module == KERNEL else [module_enabled_guard]
-        routers.append(Router(path="/", route_handlers=handlers, guards=guards, opt={MODULE_OPT: module}))
+        # The module switch is checked with the access rules (identity.authentication.check_route).
+        routers.append(Router(path="/", route_handlers=handlers, opt={MODULE_OPT: module}))
     return routers
-
-
-async def module_enabled_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """A tenant that switched a module off sees its routes as if they did not exist."""
-    tenant: TenantInfo | None = connection.scope.get("state", {}).get(STATE_KEY)
-    module = handler.opt.get(MODULE_OPT)
-    if tenant is not None and module and not tenant.module_enabled(module):
-        raise Problem(404, "not-found", "There is nothing at this address.")
 
 
 async def provide_kernel(request: Request[Any, Any, Any]) -> Kernel:
@@ -285,6 +274,10 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     if kernel.settings.run_worker_in_process:
         # Cancelled with the other tasks at shutdown: running jobs get a grace period, then are re-queued.
         kernel.tasks.append(asyncio.create_task(run_worker(kernel)))
+    # Everything built so far (plugins, models, routes, templates) lives as long as the process:
+    # moved out of the collector's sight, it is not traversed again by every collection.
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:
@@ -350,7 +343,6 @@ def create_app(
             DefineMiddleware(TenantResolutionMiddleware, kernel=kernel),
             DefineMiddleware(AuthenticationMiddleware, kernel=kernel),
         ],
-        guards=[access_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="Inopsio",
@@ -361,7 +353,6 @@ def create_app(
                 RapidocRenderPlugin(path=["/", "/rapidoc"], js_url="/static/vendor/rapidoc-min.js", favicon="")
             ],
         ),
-        response_headers=SECURITY_HEADERS,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024, exclude=["/health"]),
         request_max_body_size=settings.max_body_bytes,
         lifespan=[_lifespan],
@@ -371,7 +362,7 @@ def create_app(
         logging_config=None,
     )
     app.state.kernel = kernel
-    kernel.observability.instrument(app)
+    kernel.observability.instrument(app, SECURITY_HEADERS)
     return app
 
 

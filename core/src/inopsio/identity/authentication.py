@@ -7,8 +7,9 @@ token's claim when the request named none), and counts the request
 against the tenant's and the caller's rate limits (counted in-process and sent to Redis in batches)
 and checks that the session was not ended (each process holds the ended sessions in memory).
 
-The guard then applies each route's ``opt``: ``public`` routes admit anyone; otherwise a member
-is required, and ``permission`` (``<plugin>.<resource>.<action>``) is checked with Casbin.
+Then it applies each route's ``opt`` (:func:`check_route`): ``public`` routes admit anyone;
+otherwise a member is required, and ``permission`` (``<plugin>.<resource>.<action>``) is checked
+with Casbin; a module the tenant switched off answers 404.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 API_KEY_PREFIX = "iok_"
 PUBLIC_OPT = "public"
 PERMISSION_OPT = "permission"
+#: Route ``opt`` key set on each plugin's router: the module the route belongs to.
+MODULE_OPT = "inopsio_module"
 API_KEY_CACHE_SECONDS = 5.0
 #: What a user without 2FA may still reach in a tenant that requires it: enough to enrol.
 ENROLMENT_PATHS = frozenset({"/api/v1/me", "/api/v1/auth/logout", "/api/v1/auth/web-logout"})
@@ -67,6 +70,11 @@ class AuthenticationMiddleware:
                 scope, send, exc.status_code, exc.code, exc.detail, headers=exc.headers, **exc.members
             )
             return
+        if handler is not None:
+            # The route's access rules, checked here rather than by a Litestar guard (which costs a
+            # copy of the route handler per request). What this raises is rendered by Litestar's
+            # exception handlers exactly as a guard's would be.
+            check_route(ASGIConnection(scope), handler)
         await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope) -> None:
@@ -184,10 +192,15 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """The guard on every route: public, member, or a named permission (see the module doc)."""
+def check_route(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Every route's rules: public, member, or a named permission (see the module doc); then the
+    module switch: a tenant that turned a module off sees its routes as if they did not exist."""
     try:
         _check_access(connection, handler)
+        module = handler.opt.get(MODULE_OPT)
+        tenant: TenantInfo | None = connection.scope.get("state", {}).get(STATE_KEY)
+        if module and module != "kernel" and tenant is not None and not tenant.module_enabled(module):
+            raise Problem(404, "not-found", "There is nothing at this address.")
     except Problem as exc:
         if str(connection.scope["type"]) == "websocket":
             # Litestar closes a WebSocket with 4500 for any other exception: close it with 4000 + status.

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from inopsio.observability.context import REQUEST_ID_HEADER, REQUEST_ID_KEY, current, request_id_from
@@ -39,9 +40,12 @@ class Observability:
         self.metrics = Metrics()
         self.tracing = Tracing.from_settings(settings)
 
-    def instrument(self, app: Litestar) -> None:
-        """Put the request observer around the app's whole ASGI handler (routing and errors included)."""
-        app.asgi_handler = RequestObservation(app.asgi_handler, self)
+    def instrument(self, app: Litestar, default_headers: Sequence[tuple[str, str]] = ()) -> None:
+        """Put the request observer around the app's whole ASGI handler (routing and errors included).
+
+        ``default_headers`` go on every HTTP response that does not set them itself.
+        """
+        app.asgi_handler = RequestObservation(app.asgi_handler, self, default_headers)
 
     async def sample_forever(self, kernel: Kernel) -> None:
         while True:
@@ -67,10 +71,15 @@ def _request_id_header(scope: Scope) -> bytes | None:
 class RequestObservation:
     """See the module doc."""
 
-    def __init__(self, app: ASGIApp, observability: Observability) -> None:
+    def __init__(
+        self, app: ASGIApp, observability: Observability, default_headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
         self.app = app
         self.metrics = observability.metrics
         self.tracing = observability.tracing
+        self.default_headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in default_headers
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type: str = scope["type"]
@@ -92,17 +101,18 @@ class RequestObservation:
         state[REQUEST_ID_KEY] = request_id
         context = current.set(state)
         echoed = (b"x-request-id", request_id.encode("ascii"))
+        defaults = self.default_headers
         status = 500  # what the client sees if the app fails before it starts a response
 
         async def send_observed(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = message.get("headers")
-                if isinstance(headers, list):
-                    headers.append(echoed)
-                else:
-                    message["headers"] = [*(headers or ()), echoed]
+                headers = list(message.get("headers") or ())
+                present = {name.lower() for name, _ in headers}
+                headers.extend(header for header in defaults if header[0] not in present)
+                headers.append(echoed)
+                message["headers"] = headers
             await send(message)
 
         span = self.tracing.start_request_span(scope) if self.tracing.tracer is not None else None

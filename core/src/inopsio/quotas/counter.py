@@ -34,6 +34,24 @@ log = logging.getLogger("inopsio.quotas")
 EXPIRE_SECONDS = 120
 #: Beyond this many pending counters (Redis away for long), new counts are dropped, not queued.
 MAX_PENDING_KEYS = 100_000
+#: One flush is one command, whatever the number of counters: KEYS are the counters then the
+#: hashes; ARGV is the number of counters, the expiry, each counter's amount, then (hash position,
+#: field, amount) triples. A counter this flush created gets its expiry. Returns the counters' totals.
+FLUSH_SCRIPT = """
+local n = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local totals = {}
+for i = 1, n do
+  local amount = tonumber(ARGV[2 + i])
+  local total = redis.call('INCRBY', KEYS[i], amount)
+  if total == amount then redis.call('EXPIRE', KEYS[i], ttl) end
+  totals[i] = total
+end
+for j = 3 + n, #ARGV, 3 do
+  redis.call('HINCRBY', KEYS[tonumber(ARGV[j])], ARGV[j + 1], ARGV[j + 2])
+end
+return totals
+"""
 
 
 class RateCounter:
@@ -48,6 +66,7 @@ class RateCounter:
         self.pending_daily: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         #: The global total Redis answered at the last flush, per counter key.
         self.known: dict[str, int] = {}
+        self._flush_script = redis.register_script(FLUSH_SCRIPT)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -104,22 +123,20 @@ class RateCounter:
             self.pending = defaultdict(int)
             self.pending_daily = defaultdict(lambda: defaultdict(int))
             keys = list(pending)
+            args: list[str | int] = [len(keys), EXPIRE_SECONDS, *pending.values()]
+            hash_keys = list(daily)
+            for position, hash_key in enumerate(hash_keys, start=len(keys) + 1):
+                for field, amount in daily[hash_key].items():
+                    args += [position, field, amount]
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.incrby(key, pending[key])
-                        pipe.expire(key, EXPIRE_SECONDS)
-                    for hash_key, fields in daily.items():
-                        for field, amount in fields.items():
-                            pipe.hincrby(hash_key, field, amount)
-                    results = await pipe.execute()
+                totals = await self._flush_script(keys=[*keys, *hash_keys], args=args, client=self.redis)
             except Exception:
                 self._restore(pending, daily)
                 self._warn()
                 return
             known = self.known
-            for index, key in enumerate(keys):
-                known[key] = int(results[2 * index])
+            for key, total in zip(keys, totals, strict=True):
+                known[key] = int(total)
 
     def _restore(self, pending: dict[str, int], daily: dict[str, dict[str, int]]) -> None:
         for key, amount in pending.items():
