@@ -19,13 +19,14 @@ that must see one snapshot, and every write, belong in :meth:`Database.session`.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from psycopg import AsyncClientCursor, AsyncConnection
-from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.dialects.postgresql.psycopg import PGDialectAsync_psycopg
 from sqlalchemy.sql import Select
@@ -104,6 +105,12 @@ class StatementCompiler:
         )
 
 
+@functools.lru_cache(maxsize=512)
+def _row_type(names: tuple[str, ...]) -> type[Any]:
+    """Rows are named tuples of the result's column names (``row.id``); odd names become ``_0``..."""
+    return collections.namedtuple("Row", names, rename=True)
+
+
 def _prelude(tenant_id: UUID | None, user_id: UUID | None) -> str:
     parts = []
     # str(UUID) is 36 hex digits and dashes: safe to inline.
@@ -154,23 +161,25 @@ class ReadPool:
         prelude = _prelude(tenant_id, user_id)
         pool = self._pool or await self._open()
         async with pool.connection() as connection:
-            cursor = AsyncClientCursor(connection, row_factory=namedtuple_row)
-            try:
-                # Always with a mapping, even empty: psycopg then reads ``%%`` in the SQL as ``%``.
-                await cursor.execute(prelude + sql, params)
-                while cursor.nextset():
-                    pass
-                rows = await cursor.fetchall()
-            finally:
-                await cursor.close()
-        processors = entry.result_processors
-        if processors is None or not rows:
+            # One cursor per connection, kept with it: a cursor is cheap to reuse, not to make.
+            cursor: AsyncClientCursor[tuple[Any, ...]] | None = getattr(connection, "_inopsio_cursor", None)
+            if cursor is None or cursor.closed:
+                cursor = AsyncClientCursor(connection)
+                connection._inopsio_cursor = cursor  # type: ignore[attr-defined]
+            # Always with a mapping, even empty: psycopg then reads ``%%`` in the SQL as ``%``.
+            await cursor.execute(prelude + sql, params)
+            while cursor.nextset():
+                pass
+            description = cursor.description
+            rows = await cursor.fetchall()
+        if not rows or description is None:
             return rows
-        row_type = type(rows[0])
+        row_type = _row_type(tuple(column.name for column in description))
+        processors = entry.result_processors
+        if processors is None:
+            return [row_type._make(row) for row in rows]
         return [
-            row_type(
-                *(value if process is None else process(value) for process, value in zip(processors, row, strict=True))
-            )
+            row_type._make(v if process is None else process(v) for process, v in zip(processors, row, strict=True))
             for row in rows
         ]
 
