@@ -98,15 +98,19 @@ class Database:
     """Engines for one installation. Create with :meth:`connect`, close with :meth:`dispose`."""
 
     def __init__(self, app_url: str, owner_url: str | None = None, *, pool_size: int = 10) -> None:
+        """``pool_size`` connections per process in all: half (at least one) for one-round-trip
+        reads, the rest for transactions, and a quarter of those more may overflow."""
         self.app_url = app_url
         self.owner_url = owner_url
+        read_size = max(1, pool_size // 2)
+        session_size = max(1, pool_size - read_size)
         self.engine: AsyncEngine = create_async_engine(
             sqlalchemy_url(app_url),
             isolation_level="AUTOCOMMIT",
-            pool_size=pool_size,
+            pool_size=session_size,
             # Overflow connections are closed when returned, so a busy process would keep opening
             # new ones (a PostgreSQL backend each): size the pool for the concurrency instead.
-            max_overflow=max(2, pool_size // 4),
+            max_overflow=max(2, session_size // 4),
             pool_pre_ping=False,
             connect_args={"prepare_threshold": 3},
         )
@@ -114,7 +118,7 @@ class Database:
         #: Connections for one-round-trip reads (:meth:`reader`), opened on first use.
         self.reads = ReadPool(
             make_url(app_url).set(drivername="postgresql").render_as_string(hide_password=False),
-            size=max(2, pool_size // 2),
+            size=read_size,
         )
 
     def reader(self, tenant_id: UUID | None, *, user_id: UUID | None = None) -> TenantReader:
