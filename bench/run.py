@@ -238,6 +238,23 @@ class Server:
         self.log_file.close()
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) used so far by every live process of a process group (a server and its
+    workers): the server's own cost, whatever else the machine is doing."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # pgrp
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def app_env(owner_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INOPSIO_")}
     env.update(
@@ -403,14 +420,22 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "rps_runs": [round(r["rps"], 1) for r in mine],
             "errors": sum(r["non_2xx_or_errors"] for r in mine),
             "transactions_per_request": statistics.median(r["transactions_per_request"] for r in mine),
+            "server_cpu_us": statistics.median(r.get("server_cpu_us_per_request", 0.0) for r in mine),
         }
 
     bare, full = agg("bare"), agg("full")
     ratio = full["rps"] / bare["rps"]
+    rounds = sorted({r["round"] for r in runs})
+    per_round = [
+        next(r["rps"] for r in runs if r["round"] == n and r["target"] == "full")
+        / next(r["rps"] for r in runs if r["round"] == n and r["target"] == "bare")
+        for n in rounds
+    ]
     return {
         "bare": bare,
         "full": full,
         "ratio": ratio,
+        "ratio_per_round": per_round,
         "ratio_pass": ratio >= TARGET_RATIO,
         "p99_pass": full["p99_ms"] <= TARGET_P99_MS,
     }
@@ -423,7 +448,8 @@ def render(result: dict[str, Any]) -> str:
     def row(name: str, r: dict[str, Any]) -> str:
         return (
             f"| {name} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{', '.join(f'{x:,.0f}' for x in r['rps_runs'])} | {r['transactions_per_request']:.2f} | {r['errors']} |"
+            f"{', '.join(f'{x:,.0f}' for x in r['rps_runs'])} | {r.get('server_cpu_us', 0):,.0f} | "
+            f"{r['transactions_per_request']:.2f} | {r['errors']} |"
         )
 
     def verdict(ok: bool) -> str:
@@ -451,9 +477,11 @@ def render(result: dict[str, Any]) -> str:
 ## Kernel read: one tenant-scoped row, full stack vs. raw psycopg
 
 Issue 2's benchmark. `GET /api/v1/sample/public-notes/{{id}}` of the test plugin (`inopsio_sample`)
-through the whole kernel (tenant resolution from `X-Tenant`, authentication middleware and access
-guard, which admit this `public` route without a credential, per-minute API quota counted in Redis,
-one RLS-scoped transaction as `inopsio_app`, a SQLAlchemy Core select, msgspec response), against a bare
+through the whole kernel (tenant resolution from `X-Tenant`, authentication middleware and route
+rules, which admit this `public` route without a credential, the per-minute API quota counted (in
+the process, sent to Redis in batches), the row read as `inopsio_app` under row-level security with
+the kernel's one-round-trip reader (`db_reader`: tenant setting and a SQLAlchemy Core select in one
+message), msgspec response), against a bare
 ASGI app (`bench/bare_app.py`: psycopg pool, one autocommit `SELECT ... WHERE tenant_id = %s AND
 id = %s` as the owner, msgspec-encoded, no framework). Every request reads a random
 (tenant, note) pair out of {cfg["pairs"]:,} sampled rows.
@@ -476,13 +504,16 @@ Run of {result["started_at"]} (`bench/results/{result["file"]}`):
   {cfg["rounds"]} rounds of bare then full, alternating, so both see the same machine state.
   Figures are the median over the rounds. {load_note}
 
-| endpoint | rps | p50 ms | p90 ms | p99 ms | rps per round | transactions/request | errors |
-|---|---:|---:|---:|---:|---|---:|---:|
+| endpoint | rps | p50 ms | p90 ms | p99 ms | rps per round | server CPU µs/request | transactions/request | errors |
+|---|---:|---:|---:|---:|---|---:|---:|---:|
 {row("bare (raw psycopg)", bare)}
 {row("full stack", full)}
 
 - Full stack / bare: **{s["ratio"] * 100:.1f} %** of the bare read's rps (target ≥ {TARGET_RATIO * 100:.0f} %):
-  {verdict(s["ratio_pass"])}.
+  {verdict(s["ratio_pass"])}. Per round: {", ".join(f"{x * 100:.1f} %" for x in s.get("ratio_per_round", []))}.
+- Server CPU per request (user + system time of the server's processes over each run, divided by its
+  requests; not inflated by other work on the machine): bare {bare.get("server_cpu_us", 0):,.0f} µs, full
+  stack {full.get("server_cpu_us", 0):,.0f} µs ({full.get("server_cpu_us", 0) / max(1.0, bare.get("server_cpu_us", 0)):.1f}×).
 - Full-stack p99: **{full["p99_ms"]:.1f} ms** (target ≤ {TARGET_P99_MS:.0f} ms): {verdict(s["p99_pass"])}.
 - Transactions per request are `pg_stat_database.xact_commit` deltas over each run divided by wrk's
   request count. Bare: one autocommit statement. Full stack: the request's transaction plus
@@ -502,15 +533,17 @@ the mean is in the JSON.
 | tenant in the process's cache ({cached["requests"]} requests) | {trips(cached)} |
 | tenant not cached ({cold["requests"]} requests) | {trips(cold)} |
 
-Setting the tenant costs no round trip of its own: it travels with `BEGIN` in one simple-query
-message. What one typical cached request sent to PostgreSQL (`Q` simple query; `P`/`B` parse/bind of the
-extended protocol, a prepared statement is only bound):
+Setting the tenant costs no round trip of its own: the setting and the select travel in one
+simple-query message, which PostgreSQL runs as one implicit transaction (no `BEGIN`, no `COMMIT`).
+The request count costs no Redis round trip (it is sent with the process's next batch). What one
+typical cached request sent to PostgreSQL (`Q` simple query; `P`/`B` parse/bind of the extended
+protocol, a prepared statement is only bound):
 
 ```
 {example_pg}
 ```
 
-and to Redis, in one pipeline: {example_redis}. An uncached tenant adds its lookup transaction first:
+and to Redis: {example_redis or "nothing"}. An uncached tenant adds its lookup first:
 
 ```
 {cold_pg}
@@ -618,11 +651,16 @@ def main() -> None:
         run_wrk(bare_url, "bare", pairs_lua, args, args.warmup)
         run_wrk(full_url, "full", pairs_lua, args, args.warmup)
         runs: list[dict[str, Any]] = []
+        pgids = {"bare": bare.process.pid, "full": full.process.pid}
         for round_number in range(1, args.rounds + 1):
             for target, url in (("bare", bare_url), ("full", full_url)):
                 before = xact_commits(owner_url)
                 load_before = os.getloadavg()[0]
+                cpu_before = group_cpu_seconds(pgids[target])
                 result = run_wrk(url, target, pairs_lua, args, args.duration)
+                result["server_cpu_us_per_request"] = (
+                    (group_cpu_seconds(pgids[target]) - cpu_before) * 1e6 / max(1, result["requests"])
+                )
                 after = xact_commits(owner_url)
                 # Other work on the machine distorts both sides: record the 1-minute load average.
                 result.update(target=target, round=round_number, loadavg=[load_before, os.getloadavg()[0]])
@@ -632,7 +670,8 @@ def main() -> None:
                 log(
                     f"round {round_number} {target}: {result['rps']:,.0f} rps, p50 {lat['p50'] / 1000:.1f} ms, "
                     f"p99 {lat['p99'] / 1000:.1f} ms, errors {result['non_2xx_or_errors']}, "
-                    f"{result['transactions_per_request']:.2f} xact/req"
+                    f"{result['transactions_per_request']:.2f} xact/req, "
+                    f"server CPU {result['server_cpu_us_per_request']:.0f} us/req"
                 )
                 runs.append(result)
         for server in servers:
