@@ -456,6 +456,7 @@ def render(result: dict[str, Any]) -> str:
         return "**pass**" if ok else "**FAIL**"
 
     cached, cold = rt["tenant_cached"], rt["tenant_not_cached"]
+    cpu_times = full.get("server_cpu_us", 0) / max(1.0, bare.get("server_cpu_us", 0))
 
     def trips(case: dict[str, Any]) -> str:
         pg, rd = case["postgres_round_trips_per_request"], case["redis_round_trips_per_request"]
@@ -513,7 +514,7 @@ Run of {result["started_at"]} (`bench/results/{result["file"]}`):
   {verdict(s["ratio_pass"])}. Per round: {", ".join(f"{x * 100:.1f} %" for x in s.get("ratio_per_round", []))}.
 - Server CPU per request (user + system time of the server's processes over each run, divided by its
   requests; not inflated by other work on the machine): bare {bare.get("server_cpu_us", 0):,.0f} µs, full
-  stack {full.get("server_cpu_us", 0):,.0f} µs ({full.get("server_cpu_us", 0) / max(1.0, bare.get("server_cpu_us", 0)):.1f}×).
+  stack {full.get("server_cpu_us", 0):,.0f} µs ({cpu_times:.1f} times as much).
 - Full-stack p99: **{full["p99_ms"]:.1f} ms** (target ≤ {TARGET_P99_MS:.0f} ms): {verdict(s["p99_pass"])}.
 - Transactions per request are `pg_stat_database.xact_commit` deltas over each run divided by wrk's
   request count. Bare: one autocommit statement. Full stack: the request's transaction plus
