@@ -90,6 +90,10 @@ def role_subject(role: str) -> str:
     return f"role:{role}"
 
 
+#: How many (user, tenant, question) answers a process keeps before starting afresh.
+ANSWERS_KEPT = 100_000
+
+
 class Authorizer:
     """The Casbin enforcer of one process, kept in step with the database and other processes."""
 
@@ -101,6 +105,8 @@ class Authorizer:
         model = casbin.Model()
         model.load_model_from_text(MODEL_TEXT)
         self.enforcer = casbin.Enforcer(model)
+        #: Answers of allowed() and role_of() until the policy changes.
+        self._answers: dict[tuple[UUID, UUID, str | None], bool | str | None] = {}
         self._add_builtin_policies()
 
     def _add_builtin_policies(self) -> None:
@@ -113,12 +119,35 @@ class Authorizer:
     # -- checking --------------------------------------------------------------------------------
 
     def allowed(self, user_id: UUID, tenant_id: UUID, permission: str) -> bool:
+        # Casbin evaluates its matcher expression on every call; a member asks the same few
+        # questions on every request. Answers are kept until the policy changes (_forget_answers).
+        key = (user_id, tenant_id, permission)
+        known = self._answers.get(key)
+        if isinstance(known, bool):
+            return known
         obj, _, act = permission.rpartition(".")
-        return bool(self.enforcer.enforce(user_subject(user_id), str(tenant_id), obj, act))
+        answer = bool(self.enforcer.enforce(user_subject(user_id), str(tenant_id), obj, act))
+        self._remember(key, answer)
+        return answer
 
     def role_of(self, user_id: UUID, tenant_id: UUID) -> str | None:
+        key = (user_id, tenant_id, None)
+        if key in self._answers:
+            known = self._answers[key]
+            return known if isinstance(known, str) else None
         roles = self.enforcer.get_roles_for_user_in_domain(user_subject(user_id), str(tenant_id))
-        return roles[0].removeprefix("role:") if roles else None
+        role = roles[0].removeprefix("role:") if roles else None
+        self._remember(key, role)
+        return role
+
+    def _remember(self, key: tuple[UUID, UUID, str | None], answer: bool | str | None) -> None:
+        if len(self._answers) >= ANSWERS_KEPT:
+            self._answers.clear()
+        self._answers[key] = answer
+
+    def _forget_answers(self) -> None:
+        """Called after every change of the enforcer's policy (loads and per-tenant reloads)."""
+        self._answers.clear()
 
     def effective_permissions(self, user_id: UUID, tenant_id: UUID) -> list[str]:
         return sorted(name for name in self.permissions if self.allowed(user_id, tenant_id, name))
@@ -207,6 +236,8 @@ class Authorizer:
         except Exception:
             self.enforcer = previous
             raise
+        finally:
+            self._forget_answers()
 
     async def reload_tenant(self, tenant_id: UUID) -> None:
         domain = str(tenant_id)
@@ -225,9 +256,12 @@ class Authorizer:
                 .scalars()
                 .all()
             )
-        self.enforcer.remove_filtered_policy(1, domain)
-        self.enforcer.remove_filtered_grouping_policy(2, domain)
-        self._apply(rows)
+        try:
+            self.enforcer.remove_filtered_policy(1, domain)
+            self.enforcer.remove_filtered_grouping_policy(2, domain)
+            self._apply(rows)
+        finally:
+            self._forget_answers()
 
     def _apply(self, rows: Iterable[RbacRule]) -> None:
         policies = [[r.v0, r.v1, r.v2, r.v3] for r in rows if r.ptype == "p"]
