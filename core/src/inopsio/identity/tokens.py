@@ -36,10 +36,16 @@ def _invalid(detail: str) -> Problem:
     )
 
 
+#: Verified tokens a process remembers before starting afresh.
+VERIFIED_KEPT = 20_000
+
+
 class TokenIssuer:
     def __init__(self, keys: KeyRing, lifetime_seconds: int) -> None:
         self.keys = keys
         self.lifetime = lifetime_seconds
+        #: Tokens this process verified: token -> (claims, key id).
+        self._verified: dict[str, tuple[AccessClaims, str]] = {}
 
     def issue(
         self, user_id: UUID, tenant_id: UUID, session_id: UUID, role: str, *, mfa: bool = False
@@ -59,7 +65,26 @@ class TokenIssuer:
         return token, self.lifetime
 
     def verify(self, token: str) -> AccessClaims:
-        """Decode and check a token: known ``kid``, HS256 only, signature, expiry, issuer."""
+        """Decode and check a token: known ``kid``, HS256 only, signature, expiry, issuer.
+
+        A client sends the same token on every request until it expires: a token already verified
+        here is only checked again for expiry and for its key still being in the key ring.
+        """
+        known = self._verified.get(token)
+        if known is not None:
+            claims, kid = known
+            if kid in self.keys.keys:
+                if claims.exp <= time.time():
+                    raise _invalid("The access token has expired; refresh it.")
+                return claims
+            del self._verified[token]
+        claims, kid = self._verify(token)
+        if len(self._verified) >= VERIFIED_KEPT:
+            self._verified.clear()
+        self._verified[token] = (claims, kid)
+        return claims
+
+    def _verify(self, token: str) -> tuple[AccessClaims, str]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -80,6 +105,6 @@ class TokenIssuer:
         except jwt.PyJWTError:
             raise _invalid("The access token is not valid.") from None
         try:
-            return msgspec.convert(payload, AccessClaims, strict=False)
+            return msgspec.convert(payload, AccessClaims, strict=False), str(header.get("kid"))
         except msgspec.ValidationError:
             raise _invalid("The access token's claims are not valid.") from None
