@@ -497,8 +497,9 @@ Run of {result["started_at"]} (`bench/results/{result["file"]}`):
   PostgreSQL {m["postgresql"]} (shared_buffers {m["postgresql_shared_buffers"]}), Redis {m["redis"]}, {m["wrk"]}.
   wrk, both servers, PostgreSQL and Redis all share these {m["nproc"]} CPUs.
 - Data: {cfg["tenants"]} tenants, {cfg["rows"]:,} `sample_notes` rows spread evenly over them.
-- Servers: 2 uvicorn workers each (uvloop, httptools), log level WARNING (no access log); pools of
-  {cfg.get("full_pool_size", 10)} (full stack) and 10 (bare) connections per worker; full stack with default
+- Servers: 2 uvicorn workers each (uvloop, httptools), log level WARNING (no access log);
+  {cfg.get("full_pool_size", 10)} connections per worker for the full stack (half of them for one-round-trip
+  reads) and a pool of 10 for the bare app; full stack with default
   settings otherwise (tenant cache
   {cfg["tenant_cache_seconds"]} s, API quota counted but unlimited).
 - Load: `wrk -t{cfg["threads"]} -c{cfg["connections"]} -d{cfg["duration"]}s`, after {cfg["warmup"]} s of warm-up each;
