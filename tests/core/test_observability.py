@@ -375,3 +375,28 @@ async def test_failed_job_reports_failed(
     state = (await client.get(f"/api/v1/jobs/{job_id}", headers=headers)).json()
     assert state["status"] == "failed"
     assert state["tries"] == 3
+
+
+def test_console_tracebacks_show_no_local_variables() -> None:
+    """A traceback in the console log names the error, never the frames' variables (passwords, tokens)."""
+    import io
+    import logging
+
+    from inopsio.observability.logs import configure_logging
+
+    buffer = io.StringIO()
+    handler = configure_logging("console", "INFO", stream=buffer)
+
+    def sign_in() -> None:
+        password = "hunter2-correct-horse"  # noqa: F841 - a local the traceback must not show
+        raise ValueError("boom")
+
+    try:
+        sign_in()
+    except ValueError:
+        logging.getLogger("inopsio.test").exception("sign-in failed")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    logged = buffer.getvalue()
+    assert "ValueError: boom" in logged
+    assert "hunter2" not in logged

@@ -49,7 +49,11 @@ def build_formatter(log_format: str) -> logging.Formatter:
         renderer = structlog.processors.JSONRenderer()
         final = [structlog.processors.format_exc_info, renderer]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # Tracebacks without their frames' local variables: those hold passwords, tokens and
+        # customers' data, which have no place in a log.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
         final = [renderer]
     return structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=_shared_processors(),
