@@ -1,7 +1,7 @@
 """The real-time benchmark (issue 4): event published through web process 1, received on process 2.
 
-``.venv/bin/python bench/realtime.py [--events 10000] [--rate 100] [--posters 4]``. Needs PostgreSQL
-and Redis (``BENCH_DATABASE_URL``, ``BENCH_REDIS_URL``; defaults: the local servers). Steps:
+``.venv/bin/python bench/realtime.py [--events 10000] [--rate 50 --rate 100] [--posters 4]``. Needs
+PostgreSQL and Redis (``BENCH_DATABASE_URL``, ``BENCH_REDIS_URL``; defaults: the local servers). Steps:
 
 1. create a fresh database ``inopsio_bench_rt``, ``inopsio migrate`` it, create two tenants and
    their owners through the kernel's own services;
@@ -11,8 +11,9 @@ and Redis (``BENCH_DATABASE_URL``, ``BENCH_REDIS_URL``; defaults: the local serv
    also follows the tenant's Redis channel; notes are created by HTTP POST on process 1 and each
    event is timed from its ``occurred_at`` (set in the publishing transaction) and from the start of
    its POST, to its arrival on the socket (and on the Redis channel);
-4. the phases, ``--events`` each: *paced*, a POST started every 1/``--rate`` s whether or not the
-   earlier ones were answered (open loop: latency at a stated load), then *saturating*,
+4. the phases, ``--events`` each: *paced* at each ``--rate`` (50 and 100 by default), a POST
+   started every 1/rate s whether or not the earlier ones were answered (open loop: latency at a
+   stated load), then *saturating*,
    ``--posters`` clients each posting as soon as its previous answer came (closed loop: as fast as
    the machine goes); both again with ``--idle`` (1,000) more connections held open on process 2
    (another tenant's, subscribed to ``*``);
@@ -449,59 +450,64 @@ async def run_phases(
     ws2 = base2.replace("http://", "ws://")
     events, duration = args.events, args.duration
 
-    async def both_phases(label: str) -> dict[str, Any]:
-        log(f"{label}: paced, {args.rate:g} POST/s, {events} events")
-        paced = await measure(base1, ws2, redis_url, live, events=events, duration=duration, pids=pids, rate=args.rate)
-        log(f"  {fmt(paced)}")
+    async def all_phases(label: str) -> dict[str, Any]:
+        """Each paced rate, then the saturating posters; keyed by how the load was made."""
+        phases: dict[str, Any] = {}
+        for rate in args.rate:
+            log(f"{label}: paced, {rate:g} POST/s, {events} events")
+            phases[f"paced {rate:g}/s"] = result = await measure(
+                base1, ws2, redis_url, live, events=events, duration=duration, pids=pids, rate=rate
+            )
+            log(f"  {fmt(result)}")
         log(f"{label}: saturating, {args.posters} posters in closed loop, {events} events")
-        saturating = await measure(
+        phases[f"{args.posters} posters"] = result = await measure(
             base1, ws2, redis_url, live, events=events, duration=duration, pids=pids, posters=args.posters
         )
-        log(f"  {fmt(saturating)}")
-        return {"paced": paced, "saturating": saturating}
+        log(f"  {fmt(result)}")
+        return phases
 
     log("warming up")
     await measure(base1, ws2, redis_url, live, events=1 << 30, duration=5, pids=pids, posters=args.posters)
-    one = await both_phases("one socket")
+    one = await all_phases("one socket")
     log(f"opening {args.idle} idle sockets on process 2")
     idle_sockets: list[ClientConnection] = []
     for start in range(0, args.idle, 50):
         batch = [open_socket(ws2, idle_slug, idle_token, "*") for _ in range(min(50, args.idle - start))]
         idle_sockets += await asyncio.gather(*batch)
     held = len(idle_sockets)
-    with_idle = await both_phases(f"{held} idle sockets")
+    with_idle = await all_phases(f"{held} idle sockets")
     still_open = sum(1 for s in idle_sockets if s.state.name == "OPEN")
     await asyncio.gather(*(s.close() for s in idle_sockets))
-    return {"one_socket": one, "with_idle": {**with_idle, "idle_sockets": held, "idle_still_open": still_open}}
+    return {"one_socket": one, "with_idle": with_idle, "idle_sockets": held, "idle_still_open": still_open}
 
 
 def render(doc: dict[str, Any]) -> str:
     cfg = doc["settings"]
     results = doc["results"]
-    idle = results["with_idle"]
 
     def row(sockets: str, mode: str, r: dict[str, Any]) -> str:
         c, red, p = r["from_commit_ms"], r["commit_to_redis_ms"], r["from_post_ms"]
-        la = r["load_average_1min"]
+        la, cpu = r["load_average_1min"], r["server_cpu_ms_per_event"]
         return (
             f"| {sockets} | {mode} | {r['posted']:,} | {r['events_per_second']:.0f} | {c['p50']:.1f} | "
             f"{c['p90']:.1f} | **{c['p99']:.1f}** | {c['max']:.0f} | {red['p50']:.1f} / {red['p99']:.1f} | "
-            f"{p['p50']:.1f} / {p['p99']:.1f} | {r['missing']} | {la['min']:.1f} to {la['max']:.1f} |"
+            f"{p['p50']:.1f} / {p['p99']:.1f} | {r['missing']} | {cpu[0]:.1f} + {cpu[1]:.1f} | "
+            f"{la['min']:.1f} to {la['max']:.1f} |"
         )
 
     rows = []
     verdicts = []
-    for key, sockets in (("one_socket", "1"), ("with_idle", f"1 + {idle['idle_sockets']:,} idle")):
-        for mode, label in (("paced", f"paced {cfg['rate']:g}/s"), ("saturating", f"{cfg['posters']} posters")):
-            r = results[key][mode]
+    for key, sockets in (("one_socket", "1"), ("with_idle", f"1 + {results['idle_sockets']:,} idle")):
+        for label, r in results[key].items():
             rows.append(row(sockets, label, r))
             ok = r["from_commit_ms"]["p99"] <= TARGET_P99_MS and r["missing"] == 0
             verdicts.append(f"{'PASS' if ok else '**FAIL**'} {label} with {sockets} socket(s)")
     table = "\n".join(rows)
+    rates = " and ".join(f"{rate:g}" for rate in cfg["rate"])
     header = (
         "| sockets on process 2 | load | events | events/s | p50 ms (from commit) | p90 | p99 | max | "
-        "on Redis p50 / p99 | from POST p50 / p99 | missing | load average |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "on Redis p50 / p99 | from POST p50 / p99 | missing | CPU ms per event, web 1 + web 2 | load average |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     return f"""{START_MARK}
 ## Real time: event through web process 1, received by a WebSocket on web process 2
@@ -519,22 +525,27 @@ includes the HTTP request itself.
 
 Two ways to load it, {cfg["events"]:,} events per phase (after 5 s of warm-up):
 
-- **paced** (open loop, the latency at a stated load): a POST starts every {1000 / cfg["rate"]:g} ms
-  ({cfg["rate"]:g} events/s) whether or not the earlier ones were answered;
+- **paced** (open loop, the latency at a stated load): at {rates} events/s, a POST starts every
+  1/rate s whether or not the earlier ones were answered;
 - **saturating** (closed loop): {cfg["posters"]} clients each post as soon as their previous answer
   came, as fast as the machine goes. The client, both servers, PostgreSQL and Redis then compete for
   the CPUs, so this shows the latency of a machine with no headroom.
 
 Run of {doc["started_at"]} (`bench/results/{doc["file"]}`): `{doc["command"]}`
 
-- Machine: {doc["machine"]}. Client, both servers, PostgreSQL and Redis share it with other
-  engineers' work; the last column is the 1-minute load average sampled each second of the phase.
+- Machine: {doc["machine"]}.
+  Client, both servers, PostgreSQL and Redis share it with other engineers' work; the last column
+  is the 1-minute load average sampled each second of the phase (above 2, something waits for a
+  CPU). "CPU ms per event" is the CPU time each web process used during the phase divided by the
+  events posted (process 1 serves the POSTs; both dispatch).
+- The paced client is a minimal HTTP/1.1 keep-alive client (its cost per request does not grow
+  with the requests in flight); the saturating posters use httpx, as before.
 
 {header}
 {table}
 
-- p99 from commit, target ≤ {TARGET_P99_MS:.0f} ms: {"; ".join(verdicts)}. {idle["idle_still_open"]:,} of the
-  {idle["idle_sockets"]:,} idle connections were still open at the end.
+- p99 from commit, target ≤ {TARGET_P99_MS:.0f} ms: {"; ".join(verdicts)}. {results["idle_still_open"]:,} of
+  the {results["idle_sockets"]:,} idle connections were still open at the end.
 - The idle sockets belong to another tenant and follow `*`: they cost their process one Redis
   subscription (one per tenant per process, not per socket) and memory, no per-event work.
 {doc.get("notes", "").strip()}
@@ -563,12 +574,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000, help="events per phase")
     parser.add_argument("--duration", type=float, default=600.0, help="at most this many seconds per phase")
-    parser.add_argument("--rate", type=float, default=100.0, help="POSTs per second in the paced phases")
+    parser.add_argument(
+        "--rate", type=float, action="append", help="POSTs per second of a paced phase (repeatable; default 50 and 100)"
+    )
     parser.add_argument("--posters", type=int, default=4, help="concurrent clients in the saturating phases")
     parser.add_argument("--notes", default="", help="a paragraph (Markdown list items) added to the docs section")
     parser.add_argument("--idle", type=int, default=1000, help="idle WebSocket connections in the later phases")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
+    args.rate = args.rate or [50.0, 100.0]
     # Stopped from outside (SIGTERM, or SIGINT where a shell ignores it): still stop the servers and
     # drop the database in the ``finally`` below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
