@@ -14,10 +14,21 @@ PASSWORD = "correct horse battery staple 42"
 FOLLOWING = "(window.inopsioFollowing || []).includes('crm.deal.*')"
 
 
-async def _open_board(browser: Any, kernel: Any, tenant: Any, base: str, role: str = "member") -> Any:
+async def _open_board(
+    browser: Any, kernel: Any, tenant: Any, base: str, role: str = "member", *, deaf_to: str | None = None
+) -> Any:
+    """A member's board, live; ``deaf_to``: an event type whose messages never reach this page."""
     email = f"{role}-{secrets.token_hex(3)}@example.com"
     await kernel.identity.accounts.create_member(tenant, email, PASSWORD, role, verified=True)
     page = await browser.new_page()
+    if deaf_to is not None:
+        marker = f'"type":"{deaf_to}"'
+
+        def relay(socket: Any) -> None:
+            server = socket.connect_to_server()
+            server.on_message(lambda message: None if marker in str(message) else socket.send(message))
+
+        await page.route_web_socket("**/api/v1/ws*", relay)
     await page.goto(f"{base}/login")
     await page.fill("#email", email)
     await page.fill("#password", PASSWORD)
@@ -104,8 +115,8 @@ async def test_a_stale_move_shows_the_conflict_and_the_deal_where_it_is(
     browser: Any, kernel: Any, crm_board: Any, client: Any
 ) -> None:
     deal, stages = crm_board["deals"][1], crm_board["stages"]
-    page = await _open_board(browser, kernel, crm_board["tenant"], crm_board["base"])
-    # Someone else moves the deal; this board has not heard of it yet (no event delivered).
+    page = await _open_board(browser, kernel, crm_board["tenant"], crm_board["base"], deaf_to="crm.deal.stage_changed")
+    # Someone else moves the deal; this board has not heard of it yet (its event is held back).
     moved = await client.post(
         f"/api/v1/crm/deals/{deal['id']}/move",
         json={"stage_id": stages[3], "position": 0, "version": deal["version"]},

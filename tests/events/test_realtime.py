@@ -355,3 +355,139 @@ async def test_open_connections_are_counted_on_the_kernel(
             break
         await asyncio.sleep(0.02)
     assert kernel.realtime.connections == before
+
+
+# -- the fast path: the publishing process puts a committed event on the channel itself --------------
+
+
+async def channel_messages(pubsub: Any, seconds: float = 0.5) -> list[dict[str, Any]]:
+    """The events that crossed a Redis subscription within ``seconds``."""
+    messages = []
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+        if message is not None:
+            messages.append(json.loads(message["data"]))
+    return messages
+
+
+async def test_a_committed_event_reaches_its_subscribers_before_any_dispatcher_and_crosses_redis_once(
+    live_server: Any, client: Any, kernel: Any, make_tenant: Any, sign_in: Any, drain_events: Any
+) -> None:
+    tenant = await make_tenant()
+    headers = await sign_in(tenant)
+    async with kernel.redis.pubsub() as pubsub, socket(live_server, headers) as ws:
+        await pubsub.subscribe(realtime_channel(kernel.settings.redis_namespace, tenant.id))
+        await subscribe(ws, "sample.note.*")
+        note = await create_note(client, headers)
+        # The tests' app runs no dispatcher: the publishing process sent it right after its commit.
+        message = await receive(ws, within=1.0)
+        assert message["event"]["data"]["note_id"] == note["id"]
+        # The dispatcher still handles it, and leaves the channel alone: it was published there already.
+        assert await drain_events() >= 1
+        await nothing_arrives(ws, 0.5)
+        crossed = [m for m in await channel_messages(pubsub) if m["type"] == "sample.note.created"]
+    assert [m["id"] for m in crossed] == [message["event"]["id"]]
+
+
+async def test_an_event_whose_transaction_rolls_back_never_reaches_a_socket(
+    live_server: Any, kernel: Any, make_tenant: Any, sign_in: Any, drain_events: Any
+) -> None:
+    tenant = await make_tenant()
+
+    class Abort(Exception):
+        pass
+
+    async with socket(live_server, await sign_in(tenant)) as ws:
+        await subscribe(ws, "sample.note.*")
+        with contextlib.suppress(Abort):
+            async with kernel.db.session(tenant.id) as session:
+                await kernel.events.publish(session, "sample.note.created", {"note_id": str(new_id()), "title": "x"})
+                raise Abort
+        await nothing_arrives(ws, 0.5)
+        await drain_events()
+        await nothing_arrives(ws, 0.5)
+
+
+async def test_an_event_published_in_a_savepoint_reaches_sockets_only_if_the_savepoint_commits(
+    live_server: Any, kernel: Any, make_tenant: Any, sign_in: Any, drain_events: Any
+) -> None:
+    tenant = await make_tenant()
+    kept, undone = str(new_id()), str(new_id())
+
+    class Abort(Exception):
+        pass
+
+    async with socket(live_server, await sign_in(tenant)) as ws:
+        await subscribe(ws, "sample.note.*")
+        async with kernel.db.session(tenant.id) as session:
+            with contextlib.suppress(Abort):
+                async with session.begin_nested():
+                    await kernel.events.publish(session, "sample.note.created", {"note_id": undone, "title": "x"})
+                    raise Abort
+            async with session.begin_nested():
+                await kernel.events.publish(session, "sample.note.created", {"note_id": kept, "title": "y"})
+        await drain_events()  # a savepoint's events take the dispatcher's path
+        received = await messages_within(ws, 1.0)
+    assert [m["event"]["data"]["note_id"] for m in received] == [kept]
+
+
+async def test_the_dispatcher_publishes_an_event_whose_publisher_died_before_its_fast_path(
+    live_server: Any, kernel: Any, make_tenant: Any, sign_in: Any, drain_events: Any
+) -> None:
+    from inopsio.events.bus import add_to_outbox
+
+    tenant = await make_tenant()
+    note_id = str(new_id())
+    async with socket(live_server, await sign_in(tenant)) as ws:
+        await subscribe(ws, "sample.note.*")
+        # Written and committed like publish() does, with no fast path after it (the process "died").
+        async with kernel.db.session(tenant.id) as session:
+            add_to_outbox(session, tenant.id, "sample.note.created", {"note_id": note_id, "title": "x"}, None)
+        await nothing_arrives(ws, 0.3)
+        await drain_events()
+        received = await messages_within(ws, 1.0)
+    assert [m["event"]["data"]["note_id"] for m in received] == [note_id]
+
+
+async def test_sockets_following_the_same_topic_get_the_same_frame(
+    live_server: Any, client: Any, make_tenant: Any, sign_in: Any
+) -> None:
+    tenant = await make_tenant()
+    headers = await sign_in(tenant)
+    async with (
+        socket(live_server, headers) as one,
+        socket(live_server, headers) as two,
+        socket(live_server, headers) as other_topic,
+    ):
+        await subscribe(one, "sample.note.*")
+        await subscribe(two, "sample.note.*")
+        await subscribe(other_topic, "sample.note.created")
+        await create_note(client, headers)
+        frames = [await asyncio.wait_for(ws.recv(), 1.0) for ws in (one, two, other_topic)]
+    assert frames[0] == frames[1]
+    assert json.loads(frames[2])["topic"] == "sample.note.created"
+    assert json.loads(frames[2])["event"] == json.loads(frames[0])["event"]
+
+
+async def test_open_sockets_are_rechecked_against_their_tenants_modules_and_status(
+    live_server: Any, kernel: Any, make_tenant: Any, sign_in: Any
+) -> None:
+    from inopsio.tenancy.schemas import TenantSettingsPatch
+
+    tenant = await make_tenant()
+    async with socket(live_server, await sign_in(tenant)) as ws:
+        await subscribe(ws, "sample.note.*")
+        await kernel.realtime.recheck()  # nothing changed: nothing said
+        await nothing_arrives(ws, 0.3)
+        await kernel.tenants.update_settings(tenant.id, TenantSettingsPatch(disabled_modules=["sample"]))
+        await kernel.realtime.recheck()
+        dropped = await receive(ws)
+        assert (dropped["op"], dropped["code"], dropped["topic"]) == ("error", "module-disabled", "sample.note.*")
+        assert dropped["detail"].startswith("No longer followed")
+        await kernel.tenants.suspend(tenant.id, "unpaid")
+        await kernel.realtime.recheck()
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == realtime_connection.CLOSE_FORBIDDEN

@@ -10,7 +10,8 @@ returned to the pool inside a transaction is rolled back by the pool's reset (ps
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
@@ -23,6 +24,9 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from inopsio.db.base import TenantScoped
 from inopsio.db.reader import ReadPool, TenantReader
 from inopsio.db.rls import TENANT_SETTING, USER_SETTING
+
+log = logging.getLogger("inopsio.db")
+_AFTER_COMMIT = "inopsio.after_commit"
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -50,6 +54,16 @@ async def switch_tenant(connection: AsyncConnection, tenant_id: UUID) -> None:
     await connection.execute(
         text(f"SELECT set_config('{TENANT_SETTING}', :tenant, true)"), {"tenant": str(UUID(str(tenant_id)))}
     )
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` once the transaction of ``session`` (from :meth:`Database.session`) has committed.
+
+    Never called when the transaction rolls back or its COMMIT fails. It runs synchronously after
+    the connection went back to the pool, so it must not block: start a task for slow work. An
+    exception it raises is logged, never passed to the code whose change already committed.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 class TenantSession(Session):
@@ -152,7 +166,10 @@ class Database:
 
     @asynccontextmanager
     async def session(self, tenant_id: UUID | None, *, user_id: UUID | None = None) -> AsyncIterator[AsyncSession]:
-        """An ORM session in one transaction scoped to ``tenant_id``; commits when the block ends."""
+        """An ORM session in one transaction scoped to ``tenant_id``; commits when the block ends.
+
+        Then runs the callbacks given to :func:`after_commit`.
+        """
         async with self.transaction(tenant_id, user_id=user_id) as connection:
             session = AsyncSession(
                 bind=connection,
@@ -166,6 +183,11 @@ class Database:
                 await session.flush()
             finally:
                 await session.close()
+        for callback in session.info.pop(_AFTER_COMMIT, ()):
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback %r failed", callback)
 
     def owner_engine(self) -> Engine:
         """A synchronous engine as the table owner, for migrations and maintenance only."""

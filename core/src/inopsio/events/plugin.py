@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
@@ -18,6 +18,9 @@ from inopsio.identity.rbac import Permission
 from inopsio.notifications import NOTIFICATION_TYPE, Notification
 from inopsio.settings import Settings
 from inopsio.tenancy.models import Tenant
+
+if TYPE_CHECKING:
+    from inopsio.kernel import Kernel
 
 
 @hookimpl
@@ -96,3 +99,10 @@ def register_jobs(register: Any, settings: Settings) -> None:
         timeout=3600,
         cron={"hour": {3}, "minute": {17}, "second": 0},
     )
+
+
+@hookimpl
+async def on_shutdown(kernel: Kernel) -> None:
+    # Events committed by the last requests reach their channel before Redis is closed (the
+    # dispatchers would publish any that do not, a little later).
+    await kernel.events.settle()

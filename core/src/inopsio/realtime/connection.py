@@ -20,8 +20,9 @@ A ``subscribe`` with ``since`` first sends the matching events after that id fro
 event log (in id order, at most :data:`CATCH_UP_LIMIT`), then live ones. The handover has neither
 gaps nor duplicates: the topics are live (events queue up) before the log is read, the queue is
 held back until the log's events are sent, and queued events already sent from the log are
-skipped. Delivery is at least once in rare cases (an event re-dispatched after a crash): clients
-should ignore an event id they have seen.
+skipped. Delivery is at least once in rare cases (an event put on the channel again after its
+marker expired, see :data:`inopsio.events.bus.PUBLISH_ONCE_SCRIPT`): clients should ignore an
+event id they have seen.
 
 Close codes: 4408 the client fell too far behind (its queue overflowed; reconnect with ``since``),
 4403 the user lost access to the tenant or the tenant was suspended, 1011 the server could not
@@ -59,7 +60,6 @@ CATCH_UP_LIMIT = 1000
 MAX_TOPICS = 50
 #: Ids of events recently sent, to skip their live copy after a catch-up (the newest matter most).
 SENT_MEMORY = 512
-RECHECK_SECONDS = 30.0
 CLOSE_TOO_SLOW = 4408
 CLOSE_FORBIDDEN = 4403
 CLOSE_UNAVAILABLE = 1011
@@ -96,7 +96,7 @@ class RealtimeConnection:
         self.principal = principal
         self.policy: TopicPolicy = kernel.realtime.policy
         self.topics: list[str] = []
-        self.queue: asyncio.Queue[tuple[UUID, bytes]] = asyncio.Queue(QUEUE_SIZE)
+        self.queue: asyncio.Queue[tuple[UUID, str]] = asyncio.Queue(QUEUE_SIZE)
         self.send_lock = asyncio.Lock()
         self._sent: dict[UUID, None] = {}
         #: The newest event id sent (or the moment of the first subscription): where a resync starts.
@@ -107,13 +107,16 @@ class RealtimeConnection:
 
     # -- fed by the hub (must never block) ---------------------------------------------------------
 
-    def offer(self, header: EventHeader, raw: bytes) -> None:
+    def offer(self, header: EventHeader, raw: bytes, frames: dict[str, str]) -> None:
         topic = next((t for t in self.topics if topic_matches(t, header.type)), None)
         if topic is None or self._closing is not None:
             return
         if header.type == NOTIFICATION_TYPE and not raw_addressed_to(raw, self.principal.user_id):
             return
-        frame = b'{"op":"event","topic":' + _encoder.encode(topic) + b',"event":' + raw + b"}"
+        frame = frames.get(topic)
+        if frame is None:
+            frame_bytes = b'{"op":"event","topic":' + _encoder.encode(topic) + b',"event":' + raw + b"}"
+            frames[topic] = frame = frame_bytes.decode()
         try:
             self.queue.put_nowait((header.id, frame))
         except asyncio.QueueFull:
@@ -124,13 +127,32 @@ class RealtimeConnection:
         if self.topics and self.cursor is not None and self._closing is None:
             self._spawn(self._catch_up(self.cursor, list(self.topics)))
 
+    def recheck(self, tenant: TenantInfo | None) -> None:
+        """Permissions and the tenant may change while a socket stays open (the hub calls this now and then)."""
+        if self._closing is not None:
+            return
+        user_id = self.principal.user_id
+        if tenant is None or not tenant.is_active:
+            self.close_soon(CLOSE_FORBIDDEN, "the tenant is no longer available")
+            return
+        if self.principal.kind == "user" and (
+            user_id is None or self.kernel.identity.authorizer.role_of(user_id, self.tenant_id) is None
+        ):
+            self.close_soon(CLOSE_FORBIDDEN, "no longer a member of this tenant")
+            return
+        self.tenant = tenant
+        for topic in list(self.topics):
+            refusal = self.policy.check(topic, self.principal, tenant)
+            if refusal is not None:
+                self.topics = [t for t in self.topics if t != topic]
+                self._spawn(self._error(refusal.code, f"No longer followed: {refusal.detail}", topic=topic))
+
     # -- serving -----------------------------------------------------------------------------------
 
     async def serve(self) -> None:
         tasks = [
             asyncio.create_task(self._read()),
             asyncio.create_task(self._write()),
-            asyncio.create_task(self._recheck()),
             asyncio.create_task(self._closed.wait()),
         ]
         try:
@@ -141,7 +163,7 @@ class RealtimeConnection:
             for task in [*tasks, *self._tasks]:
                 with contextlib.suppress(BaseException):
                     await task
-            for task in tasks[:3]:
+            for task in tasks[:2]:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     log.warning("real-time connection failed", exc_info=task.exception())
             if self._closing is not None:
@@ -268,27 +290,6 @@ class RealtimeConnection:
             async with self.send_lock:
                 if event_id in self._sent:
                     continue
-                await self.socket.send_data(frame.decode(), mode="text")
+                await self.socket.send_data(frame, mode="text")
                 self._remember(event_id)
                 self.kernel.realtime.delivered += 1
-
-    async def _recheck(self) -> None:
-        """Permissions and the tenant may change while a socket stays open: re-check them now and then."""
-        while True:
-            await asyncio.sleep(RECHECK_SECONDS)
-            tenant = await self.kernel.tenants.directory.get_by_id(self.tenant_id)
-            user_id = self.principal.user_id
-            if tenant is None or not tenant.is_active:
-                self.close_soon(CLOSE_FORBIDDEN, "the tenant is no longer available")
-                return
-            if self.principal.kind == "user" and (
-                user_id is None or self.kernel.identity.authorizer.role_of(user_id, self.tenant_id) is None
-            ):
-                self.close_soon(CLOSE_FORBIDDEN, "no longer a member of this tenant")
-                return
-            self.tenant = tenant
-            for topic in list(self.topics):
-                refusal = self.policy.check(topic, self.principal, tenant)
-                if refusal is not None:
-                    self.topics = [t for t in self.topics if t != topic]
-                    await self._error(refusal.code, f"No longer followed: {refusal.detail}", topic=topic)

@@ -1,7 +1,8 @@
 """One process's fan-out of tenants' events from Redis to its WebSocket connections.
 
-The event bus publishes every dispatched event on its tenant's Redis channel
-(:func:`inopsio.events.bus.realtime_channel`). A hub holds a single Redis pub/sub connection per
+The event bus puts every committed event once on its tenant's Redis channel
+(:func:`inopsio.events.bus.realtime_channel`): the publishing process right after its commit, or a
+dispatcher when that did not happen. A hub holds a single Redis pub/sub connection per
 process and subscribes to a tenant's channel while at least one socket of that tenant is open here,
 so a thousand sockets of one tenant cost one subscription, and every web process receives every
 event of the tenants it serves. The channel name is built from the connection's authenticated
@@ -13,10 +14,16 @@ names); the catch-up handover needs to know when Redis has *confirmed* a subscri
 socket that cannot keep up must be closed (so it reconnects with ``since`` and misses nothing),
 where Litestar's backlog strategies drop messages silently.
 
-A message is decoded once per process, matched against each socket's topics and offered to the
-socket's bounded queue without waiting: a slow socket overflows its own queue and is closed, and
-never holds up the others. When the Redis connection is lost and comes back, every socket catches
-up from the last event it was sent, through the event log.
+A message is decoded once per process, its frame built once per topic, matched against each of its
+tenant's sockets' topics (sockets of other tenants never see it) and offered to the socket's bounded
+queue without waiting: a slow socket overflows its own queue and is closed, and never holds up the
+others. When the Redis connection is lost and comes back, every socket catches up from the last event
+it was sent, through the event log.
+
+Permissions and tenants change while sockets stay open: every :data:`RECHECK_SECONDS` the hub
+looks each tenant up once and re-checks its sockets in memory, a few at a time (never a timer
+and a database lookup per socket, which a thousand sockets opened together would turn into a
+burst every round).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
@@ -37,10 +45,14 @@ if TYPE_CHECKING:
     from redis.asyncio.client import PubSub
 
     from inopsio.realtime.topics import TopicPolicy
+    from inopsio.tenancy.schemas import TenantInfo
 
 log = logging.getLogger("inopsio.realtime")
 SUBSCRIBE_TIMEOUT_SECONDS = 5.0
 RECONNECT_SECONDS = 1.0
+RECHECK_SECONDS = 30.0
+#: Sockets re-checked in a row before the hub lets other work (events) run.
+RECHECK_BATCH = 100
 
 
 class EventHeader(msgspec.Struct):
@@ -56,11 +68,19 @@ class Subscriber(Protocol):
 
     tenant_id: UUID
 
-    def offer(self, header: EventHeader, raw: bytes) -> None:
-        """Queue the event if it matches the connection's topics; must not block."""
+    def offer(self, header: EventHeader, raw: bytes, frames: dict[str, str]) -> None:
+        """Queue the event if it matches the connection's topics; must not block.
+
+        ``frames`` is shared by the event's subscribers in this process: the frame for a topic,
+        built by the first subscriber that needs it, so an event is encoded once per topic, not
+        once per socket.
+        """
 
     def resync(self) -> None:
         """Events may have been missed (the Redis feed was down): catch up from the event log."""
+
+    def recheck(self, tenant: TenantInfo | None) -> None:
+        """Close the socket or drop topics its principal may no longer follow in ``tenant`` (``None``: gone)."""
 
 
 @dataclass
@@ -72,18 +92,25 @@ class _TenantFeed:
 class RealtimeHub:
     """Subscribes to tenants' channels on demand and hands their events to the open sockets."""
 
-    def __init__(self, redis: Redis, namespace: str, policy: TopicPolicy) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        namespace: str,
+        policy: TopicPolicy,
+        tenant_by_id: Callable[[UUID], Awaitable[TenantInfo | None]],
+    ) -> None:
         self.redis = redis
         self.namespace = namespace
         #: Which topics a connection may follow (see :mod:`inopsio.realtime.topics`).
         self.policy = policy
+        self.tenant_by_id = tenant_by_id
         #: Always subscribed, so the pub/sub connection exists before any tenant's channel does.
         self.control_channel = f"{namespace}:realtime:hub"
         self._feeds: dict[UUID, _TenantFeed] = {}
         self._tenant_of_channel: dict[bytes, UUID] = {}
         self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         #: Events handed to sockets, and sockets closed for falling behind (for metrics).
         self.delivered = 0
@@ -100,7 +127,10 @@ class RealtimeHub:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="realtime hub")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="realtime hub"),
+            asyncio.create_task(self._recheck_forever(), name="realtime recheck"),
+        ]
         try:
             await asyncio.wait_for(self._connected.wait(), SUBSCRIBE_TIMEOUT_SECONDS * 2)
         except TimeoutError:
@@ -108,11 +138,12 @@ class RealtimeHub:
             log.warning("real-time hub could not reach Redis yet; WebSockets wait for it")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(BaseException):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
 
     # -- sockets -----------------------------------------------------------------------------------
 
@@ -158,6 +189,25 @@ class RealtimeHub:
             if self._pubsub is None:
                 return  # not connected: _run subscribes every current tenant when it connects
             await getattr(self._pubsub, command)(channel)
+
+    # -- permissions -------------------------------------------------------------------------------
+
+    async def recheck(self) -> None:
+        """Re-check every open socket now: one lookup per tenant, then each socket in memory."""
+        for tenant_id, feed in list(self._feeds.items()):
+            tenant = await self.tenant_by_id(tenant_id)
+            for done, subscriber in enumerate(list(feed.subscribers), 1):
+                subscriber.recheck(tenant)
+                if done % RECHECK_BATCH == 0:
+                    await asyncio.sleep(0)
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_SECONDS)
+            try:
+                await self.recheck()
+            except Exception:
+                log.warning("re-checking the real-time sockets failed; trying again later", exc_info=True)
 
     # -- the feed ----------------------------------------------------------------------------------
 
@@ -215,5 +265,6 @@ class RealtimeHub:
             # Never forward an event into another tenant, whoever published it on this channel.
             log.warning("dropping event %s of tenant %s published on %s", header.id, header.tenant_id, channel)
             return
+        frames: dict[str, str] = {}
         for subscriber in list(feed.subscribers):
-            subscriber.offer(header, raw)
+            subscriber.offer(header, raw, frames)

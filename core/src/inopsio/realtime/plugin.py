@@ -33,7 +33,9 @@ def register_permissions(register: Any) -> None:
 @hookimpl
 async def on_startup(kernel: Kernel) -> None:
     policy = TopicPolicy(kernel.identity.authorizer, kernel.events.types)
-    kernel.realtime = RealtimeHub(kernel.redis, kernel.settings.redis_namespace, policy)
+    kernel.realtime = RealtimeHub(
+        kernel.redis, kernel.settings.redis_namespace, policy, kernel.tenants.directory.get_by_id
+    )
     await kernel.realtime.start()
 
 
