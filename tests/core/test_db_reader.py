@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import String, TypeDecorator, cast, func, insert, literal, select, text
+from sqlalchemy import Float, Numeric, String, TypeDecorator, cast, func, insert, literal, select, text
 
 from inopsio.db.reader import StatementCompiler
 from inopsio_sample.models import Note
@@ -94,6 +95,27 @@ async def test_type_processors_apply_both_ways(kernel: Any, make_tenant: Any) ->
     reader = kernel.db.reader(tenant.id)
     shouted = cast(notes.title, Shouting())
     assert await reader.scalars(select(shouted).where(notes.title == cast("QUIET", Shouting()))) == ["QUIET"]
+
+
+async def test_numbers_come_back_as_their_column_types_say(kernel: Any) -> None:
+    """A Numeric column's processor depends on what PostgreSQL sent (numeric or float8)."""
+    reader = kernel.db.reader(None)
+    row = await reader.first(
+        select(
+            cast(literal("12.50"), Numeric(10, 2)).label("money"),
+            cast(literal(0.25), Float).label("ratio"),
+            cast(literal(0.5), Numeric(10, 2)).label("from_float"),
+        )
+    )
+    assert (row.money, row.ratio) == (Decimal("12.50"), 0.25)
+    assert isinstance(row.money, Decimal) and isinstance(row.ratio, float)
+    # SQLAlchemy's Numeric over a float8 result gives a Decimal, as a session would.
+    same = await reader.first(select(cast(cast(literal(0.5), Float), Numeric(10, 2)).label("n")))
+    assert same.n == Decimal("0.50")
+    assert row.from_float == Decimal("0.50")
+    # Twice through the same compiled shape, and with no rows at all.
+    assert (await reader.first(select(cast(literal("1.25"), Numeric(10, 2))))) == (Decimal("1.25"),)
+    assert await reader.all(select(cast(literal("1.25"), Numeric(10, 2))).where(literal(1) == 0)) == []
 
 
 async def test_only_selects_are_taken(kernel: Any, make_tenant: Any) -> None:

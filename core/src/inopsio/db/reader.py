@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from psycopg import AsyncClientCursor, AsyncConnection
@@ -37,16 +37,48 @@ from inopsio.db.rls import TENANT_SETTING, USER_SETTING
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.cache_key import CacheKey
+    from sqlalchemy.sql.type_api import TypeEngine
 
 #: Compiled statement shapes kept per process.
 CACHE_SIZE = 500
 
 
-class _Compiled(NamedTuple):
-    compiled: SQLCompiler
-    expands: bool  # "IN" lists and other parameters rendered per execution
-    bind_processors: dict[str, Callable[[Any], Any]]
-    result_processors: tuple[Callable[[Any], Any] | None, ...] | None  # None: rows come as psycopg made them
+class _Compiled:
+    """One statement shape, compiled; its result processors once the first result named its column types."""
+
+    __slots__ = ("bind_processors", "compiled", "expands", "resolved", "result_processors", "result_types")
+
+    def __init__(
+        self,
+        compiled: SQLCompiler,
+        expands: bool,
+        bind_processors: dict[str, Callable[[Any], Any]],
+        result_types: tuple[TypeEngine[Any], ...],
+    ) -> None:
+        self.compiled = compiled
+        self.expands = expands  # "IN" lists and other parameters rendered per execution
+        self.bind_processors = bind_processors
+        self.result_types = result_types
+        #: ``None``: rows come as psycopg made them (known once ``resolved``, at the first result).
+        self.result_processors: tuple[Callable[[Any], Any] | None, ...] | None = None
+        self.resolved = False
+
+    def processors_for(
+        self, dialect: Dialect, type_codes: Sequence[int]
+    ) -> tuple[Callable[[Any], Any] | None, ...] | None:
+        """The columns' result processors; some types choose theirs by the column's PostgreSQL type
+        (a ``Numeric`` reads ``numeric`` as psycopg returns it but converts ``float8``), which only the
+        result tells, and it is the same for every execution of one shape."""
+        if not self.resolved:
+            types = self.result_types
+            # A textual column (``select(text("..."))``) has no SQLAlchemy type: taken as it comes.
+            processors = tuple(
+                types[index].dialect_impl(dialect).result_processor(dialect, code) if index < len(types) else None
+                for index, code in enumerate(type_codes)
+            )
+            self.result_processors = processors if any(p is not None for p in processors) else None
+            self.resolved = True
+        return self.result_processors
 
 
 class StatementCompiler:
@@ -90,14 +122,11 @@ class StatementCompiler:
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 bind_processors[escaped.get(name, name)] = process
-        processors = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.selected_columns
-        )
         return _Compiled(
             compiled=compiled,
             expands=bool(compiled.post_compile_params or compiled.literal_execute_params),
             bind_processors=bind_processors,
-            result_processors=processors if any(p is not None for p in processors) else None,
+            result_types=tuple(column.type for column in statement.selected_columns),
         )
 
 
@@ -157,10 +186,13 @@ class ReadPool:
                 while cursor.nextset():
                     pass
                 rows = await cursor.fetchall()
+                description = cursor.description or ()
             finally:
                 await cursor.close()
-        processors = entry.result_processors
-        if processors is None or not rows:
+        if not rows:
+            return rows
+        processors = entry.processors_for(self.compile.dialect, [column.type_code for column in description])
+        if processors is None:
             return rows
         row_type = type(rows[0])
         return [
