@@ -39,6 +39,8 @@ BUILTIN_ROLES = ("owner", "admin", "manager", "member", "viewer")
 ALL_DOMAINS = "*"
 PERMISSION_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{1,49}$")
+#: Decisions remembered per process (user, tenant, permission) before the memory starts over.
+DECISIONS_KEPT = 100_000
 
 MODEL_TEXT = """
 [request_definition]
@@ -101,6 +103,9 @@ class Authorizer:
         model = casbin.Model()
         model.load_model_from_text(MODEL_TEXT)
         self.enforcer = casbin.Enforcer(model)
+        #: Decisions already taken, until the policy changes: Casbin evaluates its matcher against
+        #: every policy line on each check (a refusal walks all of them), which costs milliseconds.
+        self._decisions: dict[tuple[UUID, UUID, str], bool] = {}
         self._add_builtin_policies()
 
     def _add_builtin_policies(self) -> None:
@@ -113,8 +118,15 @@ class Authorizer:
     # -- checking --------------------------------------------------------------------------------
 
     def allowed(self, user_id: UUID, tenant_id: UUID, permission: str) -> bool:
-        obj, _, act = permission.rpartition(".")
-        return bool(self.enforcer.enforce(user_subject(user_id), str(tenant_id), obj, act))
+        key = (user_id, tenant_id, permission)
+        decision = self._decisions.get(key)
+        if decision is None:
+            obj, _, act = permission.rpartition(".")
+            decision = bool(self.enforcer.enforce(user_subject(user_id), str(tenant_id), obj, act))
+            if len(self._decisions) >= DECISIONS_KEPT:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
 
     def role_of(self, user_id: UUID, tenant_id: UUID) -> str | None:
         roles = self.enforcer.get_roles_for_user_in_domain(user_subject(user_id), str(tenant_id))
@@ -207,6 +219,8 @@ class Authorizer:
         except Exception:
             self.enforcer = previous
             raise
+        finally:
+            self._decisions.clear()
 
     async def reload_tenant(self, tenant_id: UUID) -> None:
         domain = str(tenant_id)
@@ -228,6 +242,8 @@ class Authorizer:
         self.enforcer.remove_filtered_policy(1, domain)
         self.enforcer.remove_filtered_grouping_policy(2, domain)
         self._apply(rows)
+        # The policy lines and the decisions change together: nothing awaits in between.
+        self._decisions.clear()
 
     def _apply(self, rows: Iterable[RbacRule]) -> None:
         policies = [[r.v0, r.v1, r.v2, r.v3] for r in rows if r.ptype == "p"]
