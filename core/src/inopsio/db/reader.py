@@ -19,8 +19,9 @@ that must see one snapshot, and every write, belong in :meth:`Database.session`.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -130,8 +131,25 @@ class StatementCompiler:
         )
 
 
-def _prelude(tenant_id: UUID | None, user_id: UUID | None) -> str:
+_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+_SETTING_VALUE = re.compile(r"^[A-Za-z0-9_.:-]*$")
+
+
+def settings_prelude(settings: Mapping[str, str]) -> str:
+    """``set_config`` calls for planner settings of one read (``{"max_parallel_workers_per_gather": "0"}``).
+
+    Inlined into the message, so names and values are held to plain words (no quote can get in).
+    """
     parts = []
+    for name, value in settings.items():
+        if not _SETTING_NAME.match(name) or not _SETTING_VALUE.match(value):
+            raise ValueError(f"not a plain setting: {name!r} = {value!r}")
+        parts.append(f"SELECT set_config('{name}', '{value}', true); ")
+    return "".join(parts)
+
+
+def _prelude(tenant_id: UUID | None, user_id: UUID | None, settings: str = "") -> str:
+    parts = [settings]
     # str(UUID) is 36 hex digits and dashes: safe to inline.
     if tenant_id is not None:
         parts.append(f"SELECT set_config('{TENANT_SETTING}', '{UUID(str(tenant_id))}', true); ")
@@ -174,9 +192,10 @@ class ReadPool:
         statement: Select[Any] | CompoundSelect[Any],
         *,
         user_id: UUID | None = None,
+        settings: str = "",
     ) -> list[Any]:
         sql, params, entry = self.compile(statement)
-        prelude = _prelude(tenant_id, user_id)
+        prelude = _prelude(tenant_id, user_id, settings)
         pool = self._pool or await self._open()
         async with pool.connection() as connection:
             cursor = AsyncClientCursor(connection, row_factory=namedtuple_row)
@@ -215,18 +234,31 @@ class TenantReader:
     the tenant by row-level security. Rows are named tuples (``row.id``, ``row.title``).
     """
 
-    __slots__ = ("_pool", "tenant_id", "user_id")
+    __slots__ = ("_pool", "_settings", "tenant_id", "user_id")
 
-    def __init__(self, pool: ReadPool, tenant_id: UUID | None, user_id: UUID | None = None) -> None:
+    def __init__(
+        self, pool: ReadPool, tenant_id: UUID | None, user_id: UUID | None = None, *, settings: str = ""
+    ) -> None:
         self._pool = pool
         self.tenant_id = tenant_id
         self.user_id = user_id
+        self._settings = settings
+
+    def with_settings(self, settings: Mapping[str, str]) -> TenantReader:
+        """The same reads, each with these settings (``set_config(..., true)``: they end with the read).
+
+        For planner settings a statement needs, e.g. ``{"max_parallel_workers_per_gather": "0"}`` for a
+        page of a list, where starting parallel workers costs more than they save.
+        """
+        return TenantReader(
+            self._pool, self.tenant_id, self.user_id, settings=self._settings + settings_prelude(settings)
+        )
 
     async def all(self, statement: Select[Any] | CompoundSelect[Any]) -> Sequence[Any]:
-        return await self._pool.fetch(self.tenant_id, statement, user_id=self.user_id)
+        return await self._pool.fetch(self.tenant_id, statement, user_id=self.user_id, settings=self._settings)
 
     async def first(self, statement: Select[Any] | CompoundSelect[Any]) -> Any | None:
-        rows = await self._pool.fetch(self.tenant_id, statement, user_id=self.user_id)
+        rows = await self._pool.fetch(self.tenant_id, statement, user_id=self.user_id, settings=self._settings)
         return rows[0] if rows else None
 
     async def scalar(self, statement: Select[Any] | CompoundSelect[Any]) -> Any | None:
