@@ -24,10 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inopsio.db.base import utcnow
 from inopsio.errors import Problem
 from inopsio.tenancy.schemas import TenantInfo
+from inopsio_crm.access import Viewer
 from inopsio_crm.contacts.models import Company, Contact
 from inopsio_crm.events import DealClosed, DealCreated, DealStageChanged
 from inopsio_crm.leads.models import Lead
-from inopsio_crm.leads.services import LeadService, Viewer
+from inopsio_crm.leads.services import LeadService
 from inopsio_crm.leads.validation import FieldErrors, check_money
 from inopsio_crm.pipeline.models import Deal, DealStageChange, Pipeline, Stage
 from inopsio_crm.pipeline.schemas import (
