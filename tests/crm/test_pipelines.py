@@ -393,3 +393,31 @@ async def test_a_stale_move_changes_nothing(client: Any, make_tenant: Any, membe
     assert missing.status_code == 404
     assert [t for t, _ in await _events(kernel, tenant.id)].count("crm.deal.stage_changed") == 1
     assert second["position"] == 1
+
+
+async def test_concurrent_moves_across_the_same_columns_all_succeed(make_tenant: Any, kernel: Any) -> None:
+    """Moves shift other deals of the columns they touch: they queue on the columns (locked in one order)
+    and never deadlock, and the columns stay dense."""
+    tenant = await make_tenant()
+    actor = Viewer(user_id=None, read_all=True, can_assign=True, label="test")
+    async with kernel.db.session(tenant.id) as session:
+        service = PipelineService(kernel, session, tenant, actor)
+        (sales,) = await service.list_pipelines()
+        columns = [stage.id for stage in sales.stages[:3]]
+        deals = [await service.create_deal(DealIn(title=f"D{i}", stage_id=columns[i % 3])) for i in range(9)]
+    state = {deal.id: (columns.index(deal.stage_id), deal.version) for deal in deals}
+
+    async def move(deal_id: Any) -> Any:
+        column, version = state[deal_id]
+        async with kernel.db.session(tenant.id) as session:
+            return await PipelineService(kernel, session, tenant, actor).move_deal(
+                deal_id, DealMove(stage_id=columns[(column + 1) % 3], position=0, version=version)
+            )
+
+    for _ in range(3):
+        for moved in await asyncio.gather(*(move(deal_id) for deal_id in state)):
+            state[moved.id] = (columns.index(moved.stage_id), moved.version)
+    async with kernel.db.session(tenant.id) as session:
+        rows = (await session.execute(select(Deal.stage_id, Deal.position))).all()
+    for column in columns:
+        assert sorted(position for stage, position in rows if stage == column) == [0, 1, 2]

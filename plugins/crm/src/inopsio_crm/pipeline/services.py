@@ -18,7 +18,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.db.base import new_id, utcnow
@@ -423,12 +423,16 @@ class PipelineService:
 
     def _check_version(self, deal: Any, version: int) -> None:
         if deal.version != version:
-            raise Problem(
-                409,
-                "stale-deal",
-                "Someone changed this deal since you loaded it; here it is as it is now.",
-                current=msgspec.to_builtins(deal_out(deal)),
-            )
+            raise self._stale(deal)
+
+    @staticmethod
+    def _stale(deal: Any) -> Problem:
+        return Problem(
+            409,
+            "stale-deal",
+            "Someone changed this deal since you loaded it; here it is as it is now.",
+            current=msgspec.to_builtins(deal_out(deal)),
+        )
 
     async def update_deal(self, deal_id: UUID, patch: DealPatch) -> Deal:
         deal = await self.deal(deal_id, for_update=True)
@@ -472,12 +476,30 @@ class PipelineService:
     async def move_deal(self, deal_id: UUID, move: DealMove) -> Any:
         """Put the deal at ``position`` of ``stage_id`` (same pipeline); publish the move (and won/lost).
 
-        Four statements: lock the deal (and check its version), lock the stages, move (one statement:
+        Four statements: lock the stages, lock the deal (and check its version), move (one statement:
         the others' positions, the deal, its stage entry), publish. Returns the deal as a row.
         """
         connection = await self.session.connection()
         tenant_id = self.tenant.id
-        # The deal first: every change of it waits here, so its stage cannot change under us.
+        # The stages it leaves and enters first, always in id order: the move shifts other deals of
+        # those columns, so whoever locks a deal row there must hold the column already, or two moves
+        # wait for each other. The deal's stage is read here unlocked; checked once the deal is locked.
+        stages = Stage.__table__.c
+        current = select(_deals.stage_id).where(_deals.tenant_id == tenant_id, _deals.id == deal_id)
+        pipeline = select(_deals.pipeline_id).where(_deals.tenant_id == tenant_id, _deals.id == deal_id)
+        locked = {
+            stage.id: stage
+            for stage in await connection.execute(
+                select(stages.id, stages.kind)
+                .where(
+                    stages.tenant_id == tenant_id,
+                    stages.pipeline_id == pipeline.scalar_subquery(),
+                    or_(stages.id == move.stage_id, stages.id == current.scalar_subquery()),
+                )
+                .order_by(stages.id)
+                .with_for_update()
+            )
+        }
         deal = (
             await connection.execute(
                 select(*_DEAL_COLUMNS).where(_deals.tenant_id == tenant_id, _deals.id == deal_id).with_for_update()
@@ -486,22 +508,8 @@ class PipelineService:
         if deal is None:
             raise Problem(404, "not-found", "No such deal.")
         self._check_version(deal, move.version)
-        # Then the stages it leaves and enters, always in id order: moves across the same columns queue
-        # up instead of deadlocking, and each column's positions stay a dense 0..n-1 sequence.
-        stages = Stage.__table__.c
-        locked = {
-            stage.id: stage
-            for stage in await connection.execute(
-                select(stages.id, stages.kind)
-                .where(
-                    stages.tenant_id == tenant_id,
-                    stages.pipeline_id == deal.pipeline_id,
-                    stages.id.in_(sorted({deal.stage_id, move.stage_id})),
-                )
-                .order_by(stages.id)
-                .with_for_update()
-            )
-        }
+        if deal.stage_id not in locked:  # moved since it was read: the caller's version is stale too
+            raise self._stale(deal)
         target = locked.get(move.stage_id)
         if target is None:
             raise Problem(
