@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import String, TypeDecorator, cast, func, insert, literal, select, text
+from sqlalchemy import Float, Numeric, String, TypeDecorator, cast, func, insert, literal, select, text, type_coerce
 
 from inopsio.db.reader import StatementCompiler
 from inopsio_sample.models import Note
@@ -94,6 +95,57 @@ async def test_type_processors_apply_both_ways(kernel: Any, make_tenant: Any) ->
     reader = kernel.db.reader(tenant.id)
     shouted = cast(notes.title, Shouting())
     assert await reader.scalars(select(shouted).where(notes.title == cast("QUIET", Shouting()))) == ["QUIET"]
+
+
+async def test_numbers_come_back_as_their_column_types_say(kernel: Any) -> None:
+    """A Numeric column's processor depends on what PostgreSQL sent (numeric or float8)."""
+    reader = kernel.db.reader(None)
+    row = await reader.first(
+        select(
+            cast(literal("12.50"), Numeric(10, 2)).label("money"),
+            cast(literal(0.25), Float).label("ratio"),
+            cast(literal(0.5), Numeric(10, 2)).label("from_float"),
+        )
+    )
+    assert (row.money, row.ratio) == (Decimal("12.50"), 0.25)
+    assert isinstance(row.money, Decimal)
+    assert isinstance(row.ratio, float)
+    # A float8 result read as Numeric becomes a Decimal, as in a session.
+    coerced = await reader.scalar(select(type_coerce(cast(literal(0.5), Float), Numeric(10, 2))))
+    assert coerced == Decimal("0.5")
+    assert isinstance(coerced, Decimal)
+    assert row.from_float == Decimal("0.50")
+    # Twice through the same compiled shape, and with no rows at all.
+    assert (await reader.first(select(cast(literal("1.25"), Numeric(10, 2))))) == (Decimal("1.25"),)
+    assert await reader.all(select(cast(literal("1.25"), Numeric(10, 2))).where(literal(1) == 0)) == []
+
+
+async def test_settings_hold_for_their_read_only(kernel: Any, make_tenant: Any) -> None:
+    tenant = await make_tenant()
+    await add_notes(kernel, tenant, "set")
+    plain = kernel.db.reader(tenant.id)
+    tuned = plain.with_settings({"max_parallel_workers_per_gather": "0", "work_mem": "8MB"})
+    setting = select(func.current_setting("max_parallel_workers_per_gather"), func.current_setting("work_mem"))
+    default = tuple(await kernel.db.reader(None).first(setting))
+    assert default != ("0", "8MB")
+    size = kernel.db.reads.size
+    assert {tuple(row) for row in await asyncio.gather(*(tuned.first(setting) for _ in range(size * 2)))} == {
+        ("0", "8MB")
+    }
+    # Still scoped to the tenant, and no pooled connection keeps the settings afterwards.
+    assert await tuned.scalar(COUNT) == await plain.scalar(COUNT) >= 1
+    assert await kernel.db.reader(None).with_settings({"work_mem": "8MB"}).scalar(COUNT) == 0
+    after = await asyncio.gather(*(plain.first(setting) for _ in range(size * 2)))
+    assert {tuple(row) for row in after} == {default}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"work_mem": "1'; DROP TABLE sample_notes; --"}, {"work_mem; DROP": "1"}, {"work_mem": "8 MB"}],
+)
+def test_settings_are_plain_words(kernel: Any, settings: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="plain setting"):
+        kernel.db.reader(None).with_settings(settings)
 
 
 async def test_only_selects_are_taken(kernel: Any, make_tenant: Any) -> None:

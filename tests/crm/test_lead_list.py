@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
+from sqlalchemy import func, select, update
+
+from inopsio_crm.access import Viewer
 from inopsio_crm.jobs import purge_deleted_leads
+from inopsio_crm.leads import listing
+from inopsio_crm.leads.listing import LeadFilters, LeadList
+from inopsio_crm.leads.models import Lead, LeadTerm
 
 LEADS = "/api/v1/crm/leads"
 
@@ -220,3 +228,101 @@ async def test_search_follows_edits_and_forgets_purged_leads(
     await client.delete(f"{LEADS}/{lead['id']}", headers=manager.headers)
     await purge_deleted_leads({"kernel": kernel}, undo_days=0)
     assert await terms() == 0
+
+
+async def _names(client: Any, headers: dict[str, str], query: str) -> list[str]:
+    response = await client.get(f"{LEADS}?{query}", headers=headers)
+    assert response.status_code == 200, response.text
+    return [item["name"] for item in response.json()["items"]]
+
+
+async def test_tags_are_found_through_the_term_index_and_follow_edits(
+    client: Any, make_tenant: Any, member: Any, new_lead: Any, kernel: Any
+) -> None:
+    tenant = await make_tenant()
+    manager = await member(tenant, "manager")
+    vip = await new_lead(manager.headers, name="Vip Person", tags=["vip", "Fair 2026"])
+    await new_lead(manager.headers, name="Plain Person", tags=["VIP"])  # tags match with their case
+    # Tags longer than a term keeps (the API takes 50 characters; stored data may hold more).
+    long_tag, almost = "x" * 120, "x" * 119 + "y"
+    for name, tag in (("Long Tagged", long_tag), ("Almost Tagged", almost)):
+        lead = await new_lead(manager.headers, name=name)
+        async with kernel.db.session(tenant.id) as session:
+            await session.execute(update(Lead).where(Lead.id == UUID(lead["id"])).values(tags=[tag]))
+    await new_lead(manager.headers, name="Percent Tagged", tags=["50%_off", "o'hara"])
+    assert await _names(client, manager.headers, "tag=vip") == ["Vip Person"]
+    assert await _names(client, manager.headers, "tag=Fair+2026&tag=vip&q=vip") == ["Vip Person"]
+    assert await _names(client, manager.headers, "tag=fair+2026") == []
+    assert await _names(client, manager.headers, f"tag={long_tag}") == ["Long Tagged"]
+    assert await _names(client, manager.headers, f"tag={almost}&sort=name") == ["Almost Tagged"]
+    assert await _names(client, manager.headers, "tag=50%25_off&tag=o%27hara") == ["Percent Tagged"]
+    assert await _names(client, manager.headers, "tag=nobody-has-this") == []
+    # Changing a lead's tags moves it between the lists at once.
+    patched = await client.patch(f"{LEADS}/{vip['id']}", json={"tags": ["gold"]}, headers=manager.headers)
+    assert patched.status_code == 200, patched.text
+    assert await _names(client, manager.headers, "tag=vip") == []
+    assert await _names(client, manager.headers, "tag=gold&q=pers") == ["Vip Person"]
+    # A deleted lead leaves the tag's list; purged, its tag terms go with it.
+    await client.delete(f"{LEADS}/{vip['id']}", headers=manager.headers)
+    assert await _names(client, manager.headers, "tag=gold") == []
+    assert await _names(client, manager.headers, "tag=gold&deleted=true") == ["Vip Person"]
+    await purge_deleted_leads({"kernel": kernel}, undo_days=0)
+    async with kernel.db.session(tenant.id) as session:
+        terms = LeadTerm.__table__.c
+        left = await session.execute(select(func.count()).where(terms.lead_id == UUID(vip["id"])))
+        assert left.scalar_one() == 0
+
+
+async def test_common_words_and_tags_give_the_same_pages_as_rare_ones(
+    make_tenant: Any, member: Any, new_lead: Any, kernel: Any, monkeypatch: Any
+) -> None:
+    """Past SEARCH_FIRST matches the list walks the sort order instead of fetching the matches by id:
+    both ways give the same leads in the same order, page after page, for every sort and filter."""
+    tenant = await make_tenant()
+    manager = await member(tenant, "manager")
+    staff = await member(tenant, "member")
+    for i in range(9):
+        await new_lead(
+            manager.headers,
+            name=f"Lead {'Alpha' if i % 3 else 'Beta'} {i % 4}",
+            company="Common Corp" if i % 2 else "Rare Ltd",
+            status="new" if i % 3 else "qualified",
+            tags=["hot", "vip"] if i % 2 else ["hot"],
+            estimated_value=str(i * 10) if i % 4 else None,
+            currency="EUR" if i % 4 else None,
+            owner_id=manager.user_id if i % 5 == 0 else None,
+        )
+    everyone = Viewer(user_id=UUID(manager.user_id), read_all=True, can_assign=True)
+    own = Viewer(user_id=UUID(staff.user_id), read_all=False, can_assign=False)
+    filters = {
+        "word": LeadFilters(q="lead"),
+        "two words": LeadFilters(q="common alp"),
+        "tag": LeadFilters(tags=["hot"]),
+        "tag and word": LeadFilters(q="lead", tags=["vip"]),
+        "word and status": LeadFilters(q="lead", status=["new"]),
+        "tag, unassigned, value": LeadFilters(tags=["hot"], owner="none", value_min=Decimal("10")),
+    }
+    sorts = ("name", "-name", "-created_at", "estimated_value", "-estimated_value", "updated_at")
+
+    async def pages(viewer: Viewer, wanted: LeadFilters, sort: str) -> list[str]:
+        leads = LeadList(kernel.db.reader(tenant.id), tenant.id, viewer)
+        names: list[str] = []
+        cursor = None
+        for _ in range(20):
+            page = await leads.page(wanted, sort=sort, limit=2, cursor=cursor)
+            names += [item.name for item in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                return names
+        raise AssertionError("more pages than leads")
+
+    cases = [(viewer, name, sort) for viewer in (everyone, own) for name in filters for sort in sorts]
+    by_ids = {case: await pages(case[0], filters[case[1]], case[2]) for case in cases}
+    monkeypatch.setattr(listing, "SEARCH_FIRST", 1)
+    for case in cases:
+        assert await pages(case[0], filters[case[1]], case[2]) == by_ids[case], case
+    assert len(by_ids[everyone, "word", "name"]) == 9
+    assert by_ids[everyone, "word", "name"] == sorted(by_ids[everyone, "word", "name"])
+    assert len(by_ids[everyone, "tag and word", "name"]) == 4
+    assert len(by_ids[own, "word", "name"]) == 7  # two belong to someone else
+    assert len(by_ids[everyone, "tag, unassigned, value", "name"]) == 5

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from websockets.asyncio.client import connect
 
 from inopsio.events.models import EventRecord
+from inopsio_crm.access import Viewer
+from inopsio_crm.pipeline.models import Deal, DealStageChange
+from inopsio_crm.pipeline.schemas import DealIn, DealMove
+from inopsio_crm.pipeline.services import PipelineService
 
 PIPELINES = "/api/v1/crm/pipelines"
 DEALS = "/api/v1/crm/deals"
@@ -302,3 +307,117 @@ async def test_metrics_per_stage_win_rate_and_conversion(client: Any, make_tenan
     assert mine["count"] == 1
     big = (await client.get(f"{PIPELINES}/{sales['id']}/metrics?value_min=400", headers=owner.headers)).json()
     assert big["count"] == 2
+
+
+async def test_any_sequence_of_moves_keeps_every_column_dense_and_in_the_order_dropped(
+    make_tenant: Any, kernel: Any
+) -> None:
+    """Random drops (within a column, across columns, past the end, onto won and lost and back) leave
+    each column exactly as a list model of the board says, with each stage entry and close recorded."""
+    tenant = await make_tenant()
+    actor = Viewer(user_id=None, read_all=True, can_assign=True, label="test")
+    async with kernel.db.session(tenant.id) as session:
+        service = PipelineService(kernel, session, tenant, actor)
+        (sales,) = await service.list_pipelines()
+        kinds = {stage.id: stage.kind for stage in sales.stages}
+        board: dict[Any, list[Any]] = {stage.id: [] for stage in sales.stages}
+        versions: dict[Any, int] = {}
+        for index in range(12):
+            deal = await service.create_deal(DealIn(title=f"Deal {index}", stage_id=sales.stages[index % 3].id))
+            board[deal.stage_id].append(deal.id)
+            versions[deal.id] = deal.version
+    rng = random.Random(6)
+    closes = entries = 0
+    for _ in range(60):
+        deal_id = rng.choice(list(versions))
+        source = next(stage for stage, ids in board.items() if deal_id in ids)
+        target = rng.choice(list(board))
+        position = rng.randrange(0, 15)
+        async with kernel.db.session(tenant.id) as session:
+            moved = await PipelineService(kernel, session, tenant, actor).move_deal(
+                deal_id, DealMove(stage_id=target, position=position, version=versions[deal_id])
+            )
+        board[source].remove(deal_id)
+        board[target].insert(min(position, len(board[target])), deal_id)
+        assert (moved.stage_id, moved.position, moved.version) == (
+            target,
+            board[target].index(deal_id),
+            versions[deal_id] + 1,
+        )
+        versions[deal_id] = moved.version
+        if target != source:
+            entries += 1
+            if kinds[target] == "open":
+                assert moved.closed_at is None
+            elif kinds[source] != kinds[target]:
+                closes += 1
+                assert moved.closed_at is not None
+        async with kernel.db.session(tenant.id) as session:
+            rows = (await session.execute(select(Deal.stage_id, Deal.id).order_by(Deal.position))).all()
+        assert {stage: [i for s, i in rows if s == stage] for stage in board} == board
+    async with kernel.db.session(tenant.id) as session:
+        recorded = (await session.execute(select(func.count()).select_from(DealStageChange))).scalar_one()
+    assert recorded == 12 + entries
+    events = [t for t, _ in await _events(kernel, tenant.id)]
+    assert events.count("crm.deal.stage_changed") == 60
+    assert events.count("crm.deal.won") + events.count("crm.deal.lost") == closes > 0
+
+
+async def test_a_stale_move_changes_nothing(client: Any, make_tenant: Any, member: Any, kernel: Any) -> None:
+    tenant = await make_tenant()
+    owner = await member(tenant)
+    sales = await _sales(client, owner.headers)
+    first, second = [
+        (await client.post(DEALS, json={"title": title}, headers=owner.headers)).json() for title in ("One", "Two")
+    ]
+    moved = await client.post(
+        f"{DEALS}/{first['id']}/move",
+        json={"stage_id": sales["stages"][1]["id"], "position": 0, "version": first["version"]},
+        headers=owner.headers,
+    )
+    assert moved.status_code == 200
+    before = (await client.get(f"{PIPELINES}/{sales['id']}/board", headers=owner.headers)).json()
+    stale = await client.post(
+        f"{DEALS}/{first['id']}/move",
+        json={"stage_id": sales["stages"][0]["id"], "position": 0, "version": first["version"]},
+        headers=owner.headers,
+    )
+    assert stale.status_code == 409
+    assert stale.json()["current"] == moved.json()
+    assert (await client.get(f"{PIPELINES}/{sales['id']}/board", headers=owner.headers)).json() == before
+    missing = await client.post(
+        f"{DEALS}/{tenant.id}/move",
+        json={"stage_id": sales["stages"][0]["id"], "position": 0, "version": 1},
+        headers=owner.headers,
+    )
+    assert missing.status_code == 404
+    assert [t for t, _ in await _events(kernel, tenant.id)].count("crm.deal.stage_changed") == 1
+    assert second["position"] == 1
+
+
+async def test_concurrent_moves_across_the_same_columns_all_succeed(make_tenant: Any, kernel: Any) -> None:
+    """Moves shift other deals of the columns they touch: they queue on the columns (locked in one order)
+    and never deadlock, and the columns stay dense."""
+    tenant = await make_tenant()
+    actor = Viewer(user_id=None, read_all=True, can_assign=True, label="test")
+    async with kernel.db.session(tenant.id) as session:
+        service = PipelineService(kernel, session, tenant, actor)
+        (sales,) = await service.list_pipelines()
+        columns = [stage.id for stage in sales.stages[:3]]
+        deals = [await service.create_deal(DealIn(title=f"D{i}", stage_id=columns[i % 3])) for i in range(9)]
+    state = {deal.id: (columns.index(deal.stage_id), deal.version) for deal in deals}
+
+    async def move(deal_id: Any) -> Any:
+        column, version = state[deal_id]
+        async with kernel.db.session(tenant.id) as session:
+            return await PipelineService(kernel, session, tenant, actor).move_deal(
+                deal_id, DealMove(stage_id=columns[(column + 1) % 3], position=0, version=version)
+            )
+
+    for _ in range(3):
+        for moved in await asyncio.gather(*(move(deal_id) for deal_id in state)):
+            state[moved.id] = (columns.index(moved.stage_id), moved.version)
+    async with kernel.db.session(tenant.id) as session:
+        rows = (await session.execute(select(Deal.stage_id, Deal.position))).all()
+    for column in columns:
+        assert sorted(position for stage, position in rows if stage == column) == [0, 1, 2]

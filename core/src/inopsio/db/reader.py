@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from psycopg import AsyncClientCursor, AsyncConnection
@@ -38,16 +39,48 @@ from inopsio.db.rls import TENANT_SETTING, USER_SETTING
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.cache_key import CacheKey
+    from sqlalchemy.sql.type_api import TypeEngine
 
 #: Compiled statement shapes kept per process.
 CACHE_SIZE = 500
 
 
-class _Compiled(NamedTuple):
-    compiled: SQLCompiler
-    expands: bool  # "IN" lists and other parameters rendered per execution
-    bind_processors: dict[str, Callable[[Any], Any]]
-    result_processors: tuple[Callable[[Any], Any] | None, ...] | None  # None: rows come as psycopg made them
+class _Compiled:
+    """One statement shape, compiled; its result processors once the first result named its column types."""
+
+    __slots__ = ("bind_processors", "compiled", "expands", "resolved", "result_processors", "result_types")
+
+    def __init__(
+        self,
+        compiled: SQLCompiler,
+        expands: bool,
+        bind_processors: dict[str, Callable[[Any], Any]],
+        result_types: tuple[TypeEngine[Any], ...],
+    ) -> None:
+        self.compiled = compiled
+        self.expands = expands  # "IN" lists and other parameters rendered per execution
+        self.bind_processors = bind_processors
+        self.result_types = result_types
+        #: ``None``: rows come as psycopg made them (known once ``resolved``, at the first result).
+        self.result_processors: tuple[Callable[[Any], Any] | None, ...] | None = None
+        self.resolved = False
+
+    def processors_for(
+        self, dialect: Dialect, type_codes: Sequence[int]
+    ) -> tuple[Callable[[Any], Any] | None, ...] | None:
+        """The columns' result processors; some types choose theirs by the column's PostgreSQL type
+        (a ``Numeric`` reads ``numeric`` as psycopg returns it but converts ``float8``), which only the
+        result tells, and it is the same for every execution of one shape."""
+        if not self.resolved:
+            types = self.result_types
+            # A textual column (``select(text("..."))``) has no SQLAlchemy type: taken as it comes.
+            processors = tuple(
+                types[index].dialect_impl(dialect).result_processor(dialect, code) if index < len(types) else None
+                for index, code in enumerate(type_codes)
+            )
+            self.result_processors = processors if any(p is not None for p in processors) else None
+            self.resolved = True
+        return self.result_processors
 
 
 class StatementCompiler:
@@ -94,15 +127,29 @@ class StatementCompiler:
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 bind_processors[escaped.get(name, name)] = process
-        processors = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.selected_columns
-        )
         return _Compiled(
             compiled=compiled,
             expands=bool(compiled.post_compile_params or compiled.literal_execute_params),
             bind_processors=bind_processors,
-            result_processors=processors if any(p is not None for p in processors) else None,
+            result_types=tuple(column.type for column in statement.selected_columns),
         )
+
+
+_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
+_SETTING_VALUE = re.compile(r"^[A-Za-z0-9_.:-]*$")
+
+
+def settings_prelude(settings: Mapping[str, str]) -> str:
+    """``set_config`` calls for planner settings of one read (``{"max_parallel_workers_per_gather": "0"}``).
+
+    Inlined into the message, so names and values are held to plain words (no quote can get in).
+    """
+    parts = []
+    for name, value in settings.items():
+        if not _SETTING_NAME.match(name) or not _SETTING_VALUE.match(value):
+            raise ValueError(f"not a plain setting: {name!r} = {value!r}")
+        parts.append(f"SELECT set_config('{name}', '{value}', true); ")
+    return "".join(parts)
 
 
 @functools.lru_cache(maxsize=512)
@@ -111,8 +158,8 @@ def _row_type(names: tuple[str, ...]) -> type[Any]:
     return collections.namedtuple("Row", names, rename=True)
 
 
-def _prelude(tenant_id: UUID | None, user_id: UUID | None) -> str:
-    parts = []
+def _prelude(tenant_id: UUID | None, user_id: UUID | None, settings: str = "") -> str:
+    parts = [settings]
     # str(UUID) is 36 hex digits and dashes: safe to inline.
     if tenant_id is not None:
         parts.append(f"SELECT set_config('{TENANT_SETTING}', '{UUID(str(tenant_id))}', true); ")
@@ -156,9 +203,10 @@ class ReadPool:
         values: Mapping[str, Any] | None = None,
         *,
         user_id: UUID | None = None,
+        settings: str = "",
     ) -> list[Any]:
         sql, params, entry = self.compile(statement, values)
-        prelude = _prelude(tenant_id, user_id)
+        prelude = _prelude(tenant_id, user_id, settings)
         pool = self._pool or await self._open()
         async with pool.connection() as connection:
             # One cursor per connection, kept with it: a cursor is cheap to reuse, not to make.
@@ -175,7 +223,7 @@ class ReadPool:
         if not rows or description is None:
             return rows
         row_type = _row_type(tuple(column.name for column in description))
-        processors = entry.result_processors
+        processors = entry.processors_for(self.compile.dialect, [column.type_code for column in description])
         if processors is None:
             return [row_type._make(row) for row in rows]
         return [
@@ -196,24 +244,37 @@ class TenantReader:
     the tenant by row-level security. Rows are named tuples (``row.id``, ``row.title``).
     """
 
-    __slots__ = ("_pool", "tenant_id", "user_id")
+    __slots__ = ("_pool", "_settings", "tenant_id", "user_id")
 
-    def __init__(self, pool: ReadPool, tenant_id: UUID | None, user_id: UUID | None = None) -> None:
+    def __init__(
+        self, pool: ReadPool, tenant_id: UUID | None, user_id: UUID | None = None, *, settings: str = ""
+    ) -> None:
         self._pool = pool
         self.tenant_id = tenant_id
         self.user_id = user_id
+        self._settings = settings
+
+    def with_settings(self, settings: Mapping[str, str]) -> TenantReader:
+        """The same reads, each with these settings (``set_config(..., true)``: they end with the read).
+
+        For planner settings a statement needs, e.g. ``{"max_parallel_workers_per_gather": "0"}`` for a
+        page of a list, where starting parallel workers costs more than they save.
+        """
+        return TenantReader(
+            self._pool, self.tenant_id, self.user_id, settings=self._settings + settings_prelude(settings)
+        )
 
     async def all(
         self, statement: Select[Any] | CompoundSelect[Any], values: Mapping[str, Any] | None = None
     ) -> Sequence[Any]:
         """Every row. ``values`` fill ``bindparam("name")`` placeholders: a statement built once at
         import time with placeholders skips building and cache-key work on every call."""
-        return await self._pool.fetch(self.tenant_id, statement, values, user_id=self.user_id)
+        return await self._pool.fetch(self.tenant_id, statement, values, user_id=self.user_id, settings=self._settings)
 
     async def first(
         self, statement: Select[Any] | CompoundSelect[Any], values: Mapping[str, Any] | None = None
     ) -> Any | None:
-        rows = await self._pool.fetch(self.tenant_id, statement, values, user_id=self.user_id)
+        rows = await self.all(statement, values)
         return rows[0] if rows else None
 
     async def scalar(

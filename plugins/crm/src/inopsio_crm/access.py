@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from inopsio.errors import Problem
 from inopsio.identity.principal import principal_of
 from inopsio.tenancy.schemas import TenantInfo
-from inopsio_crm.leads.services import Viewer
 from inopsio_crm.permissions import READ_ALL_LEADS
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who acts, and what of the leads they may see and do."""
+
+    user_id: UUID | None
+    read_all: bool
+    can_assign: bool
+    label: str = ""
 
 
 def has_permission(request: Any, tenant: TenantInfo, permission: str) -> bool:

@@ -11,7 +11,8 @@ import msgspec
 
 from inopsio.automation import NodeContext, NodeType
 from inopsio.errors import Problem
-from inopsio_crm.leads.services import LeadService, Viewer
+from inopsio_crm.access import Viewer
+from inopsio_crm.leads.services import LeadService
 from inopsio_crm.pipeline.schemas import DealMove
 from inopsio_crm.pipeline.services import PipelineService
 

@@ -13,14 +13,15 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect
 from sqlalchemy import select
 
-from inopsio.deps import CurrentTenant, DbSession, KernelDep
+from inopsio.deps import CurrentTenant, DbReader, DbSession, KernelDep
 from inopsio.errors import Problem
 from inopsio.web import fragment, page
 from inopsio_crm.access import has_permission, viewer_of
 from inopsio_crm.contacts.models import Contact
 from inopsio_crm.contacts.services import ContactService
+from inopsio_crm.leads.listing import LeadFilters, LeadList
 from inopsio_crm.leads.models import LEAD_STATUSES
-from inopsio_crm.leads.services import LeadFilters, LeadService
+from inopsio_crm.leads.services import LeadService
 from inopsio_crm.pipeline.models import Pipeline
 from inopsio_crm.pipeline.services import PipelineService
 
@@ -28,17 +29,15 @@ from inopsio_crm.pipeline.services import PipelineService
 @get("/crm/leads", opt={"permission": "crm.leads.read"}, include_in_schema=False)
 async def leads_page(
     request: Request[Any, Any, Any],
-    kernel: KernelDep,
     tenant: CurrentTenant,
-    db_session: DbSession,
+    db_reader: DbReader,
     q: Annotated[str | None, QueryParameter(max_length=200)] = None,
     status: Annotated[str | None, QueryParameter(max_length=20)] = None,
     cursor: Annotated[str | None, QueryParameter(max_length=500)] = None,
 ) -> Response[str]:
-    service = LeadService(kernel, db_session, tenant, viewer_of(request, tenant))
     statuses = [status] if status in LEAD_STATUSES else []
     filters = LeadFilters(q=q, status=statuses)
-    leads = await service.list(filters, limit=50, cursor=cursor)
+    leads = await LeadList(db_reader, tenant.id, viewer_of(request, tenant)).page(filters, limit=50, cursor=cursor)
     # The export takes the list's own filters, so it holds exactly the leads this list shows.
     export_query = urlencode({k: v for k, v in {"q": q, "status": statuses[0] if statuses else None}.items() if v})
     return await page(

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.errors import Problem
 from inopsio.tenancy.schemas import TenantInfo
+from inopsio_crm.access import Viewer
 from inopsio_crm.contacts.models import Company, Contact
 from inopsio_crm.contacts.schemas import (
     CompanyIn,
@@ -23,7 +24,8 @@ from inopsio_crm.contacts.schemas import (
     ConvertIn,
 )
 from inopsio_crm.events import LeadConverted
-from inopsio_crm.leads.services import LeadService, Viewer, decode_cursor, encode_cursor, lead_out
+from inopsio_crm.leads.listing import decode_cursor, encode_cursor, lead_out
+from inopsio_crm.leads.services import LeadService
 from inopsio_crm.leads.validation import FieldErrors, clean_tags, default_phone_region, normalise_email, normalise_phone
 from inopsio_crm.pipeline.models import Deal
 from inopsio_crm.pipeline.schemas import DealIn

@@ -15,9 +15,11 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
-from inopsio.deps import CurrentTenant, DbSession, KernelDep
+from inopsio.db.reader import TenantReader
+from inopsio.deps import CurrentTenant, DbReader, DbSession, KernelDep
 from inopsio.errors import Problem
 from inopsio_crm.access import viewer_of
+from inopsio_crm.leads.listing import LeadFilters, LeadList, lead_out
 from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead
 from inopsio_crm.leads.schemas import (
     ActivityOut,
@@ -37,7 +39,7 @@ from inopsio_crm.leads.schemas import (
     MergeIn,
     NoteIn,
 )
-from inopsio_crm.leads.services import LeadFilters, LeadService, activity_out, lead_out
+from inopsio_crm.leads.services import LeadService, activity_out
 from inopsio_crm.leads.validation import FieldErrors
 
 AllowDuplicate = Annotated[bool, QueryParameter(description="Store the lead even if it looks like an existing one")]
@@ -57,7 +59,7 @@ def _query_error(name: str, detail: str) -> Problem:
     )
 
 
-def _custom_value(field: CustomField, raw: str, name: str) -> Any:
+def _custom_value(field: Any, raw: str, name: str) -> Any:
     if field.type == "number":
         try:
             number = float(raw)
@@ -77,13 +79,14 @@ def _custom_value(field: CustomField, raw: str, name: str) -> Any:
 
 
 async def custom_filters(
-    db_session: Any, request: Request[Any, Any, Any]
+    db_reader: TenantReader, request: Request[Any, Any, Any]
 ) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
     """``?cf.industry=Retail`` (equality) and ``?cf.employees.min=10&cf.employees.max=50`` (ranges)."""
     params = [(k, v) for k, v in request.query_params.multi_items() if k.startswith(CUSTOM_PREFIX)]
     if not params:
         return {}, {}
-    fields = {f.key: f for f in (await db_session.execute(select(CustomField))).scalars()}
+    columns = CustomField.__table__.c
+    fields = {f.key: f for f in await db_reader.all(select(columns.key, columns.type))}
     equals: dict[str, Any] = {}
     ranges: dict[str, list[Any]] = {}
     for name, raw in params:
@@ -103,7 +106,7 @@ async def custom_filters(
 
 async def provide_lead_filters(
     request: Request[Any, Any, Any],
-    db_session: DbSession,
+    db_reader: DbReader,
     q: Annotated[str | None, QueryParameter(max_length=200, description="Full-text search")] = None,
     status: Annotated[list[str] | None, QueryParameter(description="One or more statuses")] = None,
     owner: Annotated[
@@ -123,7 +126,7 @@ async def provide_lead_filters(
             UUID(owner)
         except ValueError:
             raise _query_error("owner", "use a user id, me or none") from None
-    equals, ranges = await custom_filters(db_session, request)
+    equals, ranges = await custom_filters(db_reader, request)
     return LeadFilters(
         q=q,
         status=status or (),
@@ -162,17 +165,16 @@ class LeadController(Controller):
     async def list_leads(
         self,
         request: Request[Any, Any, Any],
-        kernel: KernelDep,
         tenant: CurrentTenant,
-        db_session: DbSession,
+        db_reader: DbReader,
         filters: NamedDependency[LeadFilters],
         sort: Annotated[str, QueryParameter(max_length=20)] = "-created_at",
         cursor: Annotated[str | None, QueryParameter(max_length=500)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> LeadPage:
         """The viewer's leads, filtered (``cf.<key>=`` for custom fields), sorted, a page at a time."""
-        svc = service(kernel, db_session, tenant, request)
-        return await svc.list(filters, sort=sort, limit=limit, cursor=cursor)
+        leads = LeadList(db_reader, tenant.id, viewer_of(request, tenant))
+        return await leads.page(filters, sort=sort, limit=limit, cursor=cursor)
 
     @post("/assign", opt={"permission": "crm.leads.assign"}, status_code=200)
     async def bulk_assign(

@@ -40,6 +40,15 @@ SEARCH_DOCUMENT = (
 )
 
 VALUE_KEY = "coalesce((estimated_value * 100)::bigint, -1)"
+#: What the lead list filters on besides its sort key (see inopsio_crm.leads.listing).
+LIST_FILTERS = ("status", "source", "owner_id", "value_key", "created_at")
+
+
+def _live_sort_index(name: str, key: str) -> Index:
+    # Key columns after the id order nothing (the id is unique); they let an index-only scan test
+    # every filter of the list without reading the lead.
+    filters = (column for column in LIST_FILTERS if column != key)
+    return Index(name, "tenant_id", key, "id", *filters, postgresql_where=text("deleted_at IS NULL"))
 
 
 class Lead(TenantOwned, Timestamped, Base):
@@ -47,19 +56,19 @@ class Lead(TenantOwned, Timestamped, Base):
     __table_args__ = tenant_table_args(
         CheckConstraint(f"status IN {LEAD_STATUSES!r}", name="status"),
         CheckConstraint("(estimated_value IS NULL) = (currency IS NULL)", name="value_currency"),
-        Index("ix_crm_leads_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_crm_leads_tenant_owner", "tenant_id", "owner_id"),
         Index("ix_crm_leads_tenant_email", "tenant_id", text("lower(email)")),
         Index("ix_crm_leads_tenant_phone", "tenant_id", "phone"),
         # The list's sort orders over live leads, with the id as tie-breaker for keyset pages. Only
         # leakproof comparisons (text, timestamptz, bigint) can use an index under row-level security,
-        # so the value is sorted by an integer key and search goes through crm_lead_terms: GIN
+        # so the value is sorted by an integer key, and search and tags go through crm_lead_terms: GIN
         # indexes on the tsvector or the JSONB columns would never be used by the application role.
-        Index(
-            "ix_crm_leads_live_updated", "tenant_id", "updated_at", "id", postgresql_where=text("deleted_at IS NULL")
-        ),
-        Index("ix_crm_leads_live_name", "tenant_id", "name", "id", postgresql_where=text("deleted_at IS NULL")),
-        Index("ix_crm_leads_live_value", "tenant_id", "value_key", "id", postgresql_where=text("deleted_at IS NULL")),
+        _live_sort_index("ix_crm_leads_live_created", "created_at"),
+        _live_sort_index("ix_crm_leads_live_updated", "updated_at"),
+        _live_sort_index("ix_crm_leads_live_name", "name"),
+        _live_sort_index("ix_crm_leads_live_value", "value_key"),
+        # The bin (and the purge of what stayed in it too long).
+        Index("ix_crm_leads_bin", "tenant_id", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
     )
 
     name: Mapped[str] = mapped_column(String(200))
@@ -89,11 +98,13 @@ class Lead(TenantOwned, Timestamped, Base):
 
 
 class LeadTerm(TenantScoped, Base):
-    """One word of a lead's search document (its tsvector's lexemes), kept by a trigger on crm_leads.
+    """One word of a lead's search document (its tsvector's lexemes) or one of its tags (``\x01`` + tag),
+    kept by a trigger on crm_leads.
 
-    Searching is a range scan ``term >= 'ann' AND term < 'ann' || U+10FFFF`` per word typed, on a
-    byte-ordered (``C``) column: text comparisons are leakproof, so the index serves the application
-    role under row-level security, where ``tsvector @@ tsquery`` (not leakproof) could not use one.
+    Searching is a range scan ``term >= 'ann' AND term < 'ann' || U+10FFFF`` per word typed, a tag an
+    equality, on a byte-ordered (``C``) column: text comparisons are leakproof, so the index serves
+    the application role under row-level security, where ``tsvector @@ tsquery`` and ``jsonb @>`` (not
+    leakproof) could not use one.
     """
 
     __tablename__ = "crm_lead_terms"

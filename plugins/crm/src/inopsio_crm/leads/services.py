@@ -7,49 +7,24 @@ exist.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import (
-    ColumnElement,
-    Numeric,
-    Select,
-    Uuid,
-    any_,
-    bindparam,
-    intersect,
-    or_,
-    select,
-    text,
-    tuple_,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.db.base import utcnow
 from inopsio.errors import Problem
 from inopsio.identity.models import Membership
 from inopsio.tenancy.schemas import TenantInfo
+from inopsio_crm.access import Viewer
 from inopsio_crm.events import LeadAssigned, LeadCreated, LeadMerged, LeadUpdated
 from inopsio_crm.leads.duplicates import Duplicate, find_duplicates
-from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity, LeadTerm
-from inopsio_crm.leads.schemas import (
-    ActivityOut,
-    DuplicateMatch,
-    LeadIn,
-    LeadOut,
-    LeadPage,
-    LeadPatch,
-)
+from inopsio_crm.leads.listing import lead_out, visible_to
+from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity
+from inopsio_crm.leads.schemas import ActivityOut, DuplicateMatch, LeadIn, LeadPatch
 from inopsio_crm.leads.validation import (
     FieldErrors,
     check_custom,
@@ -62,69 +37,6 @@ from inopsio_crm.leads.validation import (
 
 #: Deleted leads stay restorable this long, then the purge job removes them.
 UNDO_DAYS = 30
-_SEARCH_WORD = re.compile(r"[\w@.+-]+", re.UNICODE)
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Who acts, and what of the leads they may see and do."""
-
-    user_id: UUID | None
-    read_all: bool
-    can_assign: bool
-    label: str = ""
-
-
-@dataclass
-class LeadFilters:
-    q: str | None = None
-    status: Sequence[str] = ()
-    #: A user id, ``"me"`` or ``"none"`` (unassigned).
-    owner: str | None = None
-    source: str | None = None
-    tags: Sequence[str] = ()
-    created_from: dt.datetime | None = None
-    created_to: dt.datetime | None = None
-    value_min: Decimal | None = None
-    value_max: Decimal | None = None
-    #: ``{key: value}`` equality, ``{key: (min, max)}`` ranges for number and date fields.
-    custom_equals: dict[str, Any] | None = None
-    custom_ranges: dict[str, tuple[Any, Any]] | None = None
-    deleted: bool = False
-
-
-SORTS = ("created_at", "updated_at", "name", "estimated_value")
-
-
-def sort_key(entity: Any, field: str) -> Any:
-    # The value sorts by its integer key (cents; -1 for none): see the indexes on Lead.
-    return entity.value_key if field == "estimated_value" else getattr(entity, field)
-
-
-def cents(value: Decimal) -> int:
-    return int((value * 100).to_integral_value())
-
-
-def lead_out(lead: Lead) -> LeadOut:
-    return LeadOut(
-        id=lead.id,
-        name=lead.name,
-        email=lead.email,
-        phone=lead.phone,
-        company=lead.company,
-        title=lead.title,
-        source=lead.source,
-        status=lead.status,
-        owner_id=lead.owner_id,
-        estimated_value=lead.estimated_value,
-        currency=lead.currency,
-        tags=list(lead.tags),
-        custom=dict(lead.custom),
-        created_at=lead.created_at,
-        updated_at=lead.updated_at,
-        deleted_at=lead.deleted_at,
-        merged_into_id=lead.merged_into_id,
-    )
 
 
 def activity_out(activity: LeadActivity) -> ActivityOut:
@@ -139,65 +51,6 @@ def activity_out(activity: LeadActivity) -> ActivityOut:
     )
 
 
-#: Searches matching at most this many leads pass their ids to the list query (see LeadService.search_ids).
-SEARCH_FIRST = 5_000
-#: For the list's transaction: plans depend on the values (how rare a word is, how wide a range),
-#: so no generic plan of a prepared statement; and no parallel workers for a 50-row page.
-QUERY_SETTINGS = text(
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
-    "set_config('max_parallel_workers_per_gather', '0', true)"
-)
-#: Above every character: ``term < word + TOP`` bounds the terms starting with ``word`` (byte order).
-TOP = "\U0010ffff"
-
-
-def search_words(q: str) -> list[str]:
-    """The words typed, lower-cased as the search document is (at most eight; single characters,
-    which would match most leads, are left out)."""
-    words = [w.lower().strip(".-+") for w in _SEARCH_WORD.findall(q)]
-    return [w[:100] for w in words if len(w) > 1][:8]
-
-
-def matching(words: Sequence[str]) -> list[ColumnElement[bool]]:
-    """Every word is the start of some word of the lead (``ann smi`` finds Anna Smith)."""
-    return [
-        Lead.id.in_(select(LeadTerm.lead_id).where(LeadTerm.term >= word, LeadTerm.term < word + TOP)) for word in words
-    ]
-
-
-def encode_cursor(sort: str, value: Any, lead_id: UUID) -> str:
-    raw = msgspec.json.encode([sort, str(value) if value is not None else None, str(lead_id)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, sort: str) -> tuple[Any, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        cursor_sort, value, lead_id = msgspec.json.decode(raw, type=tuple[str, str | None, UUID])
-    except (binascii.Error, msgspec.DecodeError, ValueError):
-        raise _bad_cursor() from None
-    if cursor_sort != sort or value is None:
-        raise _bad_cursor()
-    field = sort.lstrip("-")
-    try:
-        if field in ("created_at", "updated_at"):
-            return dt.datetime.fromisoformat(value), lead_id
-        if field == "estimated_value":
-            return int(value), lead_id
-    except ValueError:
-        raise _bad_cursor() from None
-    return value, lead_id
-
-
-def _bad_cursor() -> Problem:
-    return Problem(
-        400,
-        "invalid-cursor",
-        "The cursor is not one this list gave out (or belongs to another sort order).",
-        errors=[{"pointer": "/cursor", "source": "query", "detail": "unknown cursor"}],
-    )
-
-
 class LeadService:
     def __init__(self, kernel: Any, session: AsyncSession, tenant: TenantInfo, viewer: Viewer) -> None:
         self.kernel = kernel
@@ -207,14 +60,12 @@ class LeadService:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def visible(self) -> ColumnElement[bool]:
-        if self.viewer.read_all:
-            return Lead.id.is_not(None)
-        return or_(Lead.owner_id.is_(None), Lead.owner_id == self.viewer.user_id)
+    def visible(self) -> list[ColumnElement[bool]]:
+        return visible_to(self.viewer)
 
     async def get(self, lead_id: UUID, *, deleted: bool = False, for_update: bool = False) -> Lead:
         """A live lead (or, with ``deleted``, one in the bin) the viewer may see; else 404."""
-        statement = select(Lead).where(Lead.id == lead_id, self.visible())
+        statement = select(Lead).where(Lead.id == lead_id, *self.visible())
         statement = statement.where(Lead.deleted_at.is_not(None) if deleted else Lead.deleted_at.is_(None))
         if deleted:
             statement = statement.where(Lead.merged_into_id.is_(None))
@@ -237,108 +88,6 @@ class LeadService:
             .order_by(LeadActivity.created_at.desc(), LeadActivity.id.desc())
         )
         return [activity_out(a) for a in rows.scalars()]
-
-    async def list(
-        self, filters: LeadFilters, *, sort: str = "-created_at", limit: int = 50, cursor: str | None = None
-    ) -> LeadPage:
-        await self.session.execute(QUERY_SETTINGS)
-        statement = self.filtered(filters, await self.search_ids(filters))
-        field = sort.lstrip("-")
-        entity: Any = Lead
-        if field not in SORTS:
-            raise Problem(
-                400,
-                "invalid-sort",
-                f"Sort by one of {', '.join(SORTS)} (prefix - for descending).",
-                errors=[{"pointer": "/sort", "source": "query", "detail": "unknown sort"}],
-            )
-        key = sort_key(entity, field)
-        descending = sort.startswith("-")
-        if cursor:
-            value, last_id = decode_cursor(cursor, sort)
-            # A row comparison: PostgreSQL turns it into one range of the (key, id) index.
-            after = (
-                tuple_(key, entity.id) < tuple_(value, last_id)
-                if descending
-                else tuple_(key, entity.id) > tuple_(value, last_id)
-            )
-            statement = statement.where(after)
-        order = (key.desc(), entity.id.desc()) if descending else (key.asc(), entity.id.asc())
-        rows = list((await self.session.execute(statement.order_by(*order).limit(limit + 1))).scalars())
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            last = rows[-1]
-            last_value = {
-                "created_at": last.created_at.isoformat(),
-                "updated_at": last.updated_at.isoformat(),
-                "name": last.name,
-                "estimated_value": cents(last.estimated_value) if last.estimated_value is not None else -1,
-            }[field]
-            next_cursor = encode_cursor(sort, last_value, last.id)
-        return LeadPage(items=[lead_out(lead) for lead in rows], next_cursor=next_cursor)
-
-    async def search_ids(self, filters: LeadFilters) -> list[UUID] | None:
-        """The ids of the leads matching the search words, when there are few enough to look up.
-
-        The term index gives the matches of a word cheaply (index-only); up to ``SEARCH_FIRST`` of them
-        go to the list query as one array parameter and the list fetches exactly those leads by key.
-        Past that, the words are common: walking the sort order's index and checking each lead against
-        its terms (the (tenant, lead, term) index) finds a page sooner.
-        """
-        words = search_words(filters.q or "")
-        if not words:
-            return None
-        queries = [select(LeadTerm.lead_id).where(LeadTerm.term >= w, LeadTerm.term < w + TOP) for w in words]
-        # INTERSECT removes duplicates too (a word can start several terms of one lead).
-        matches = queries[0].distinct() if len(queries) == 1 else intersect(*queries)
-        ids = list((await self.session.execute(matches.limit(SEARCH_FIRST + 1))).scalars())
-        return ids if len(ids) <= SEARCH_FIRST else None
-
-    def filtered(self, filters: LeadFilters, search_ids: list[UUID] | None = None) -> Select[tuple[Lead]]:
-        """The viewer's leads matching ``filters`` (unordered); ``search_ids`` from :meth:`search_ids`."""
-        conditions: list[ColumnElement[bool]] = [self.visible()]
-        if filters.deleted:
-            conditions += [Lead.deleted_at.is_not(None), Lead.merged_into_id.is_(None)]
-        else:
-            conditions.append(Lead.deleted_at.is_(None))
-        if search_ids is not None:
-            # One array parameter (= ANY), not thousands of IN parameters.
-            conditions.append(Lead.id == any_(bindparam("search_ids", search_ids, type_=ARRAY(Uuid()))))
-        elif filters.q:
-            conditions += matching(search_words(filters.q))
-        if filters.status:
-            conditions.append(Lead.status.in_(list(filters.status)))
-        if filters.owner == "none":
-            conditions.append(Lead.owner_id.is_(None))
-        elif filters.owner == "me":
-            conditions.append(Lead.owner_id == self.viewer.user_id)
-        elif filters.owner:
-            conditions.append(Lead.owner_id == UUID(filters.owner))
-        if filters.source:
-            conditions.append(Lead.source == filters.source)
-        for tag in filters.tags:
-            conditions.append(Lead.tags.contains([tag]))
-        if filters.created_from:
-            conditions.append(Lead.created_at >= filters.created_from)
-        if filters.created_to:
-            conditions.append(Lead.created_at < filters.created_to)
-        # On the integer key, so a value range is an index range (and never matches leads without one).
-        if filters.value_min is not None:
-            conditions.append(Lead.value_key >= max(cents(filters.value_min), 0))
-        if filters.value_max is not None:
-            conditions.append(Lead.value_key.between(0, cents(filters.value_max)))
-        if filters.custom_equals:
-            conditions.append(Lead.custom.contains(filters.custom_equals))
-        for key, (low, high) in (filters.custom_ranges or {}).items():
-            number = isinstance(low, int | float) or isinstance(high, int | float)
-            # Dates are stored as ISO strings, which sort like the dates they name.
-            value = Lead.custom[key].astext.cast(Numeric) if number else Lead.custom[key].astext
-            if low is not None:
-                conditions.append(value >= low)
-            if high is not None:
-                conditions.append(value <= high)
-        return select(Lead).where(*conditions)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -606,7 +355,7 @@ class LeadService:
             (
                 await self.session.execute(
                     select(Lead)
-                    .where(Lead.id.in_(unique), Lead.deleted_at.is_(None), self.visible())
+                    .where(Lead.id.in_(unique), Lead.deleted_at.is_(None), *self.visible())
                     .order_by(Lead.id)
                     .with_for_update()
                     .execution_options(populate_existing=True)

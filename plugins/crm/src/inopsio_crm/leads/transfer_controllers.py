@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
-from inopsio.deps import CurrentTenant, DbSession, KernelDep
+from inopsio.deps import CurrentTenant, DbReader, DbSession, KernelDep
 from inopsio.errors import Problem
 from inopsio_crm.access import viewer_of
 from inopsio_crm.leads.controllers import provide_lead_filters
@@ -30,8 +30,8 @@ from inopsio_crm.leads.imports import (
     rejects_csv,
     row_context,
 )
-from inopsio_crm.leads.models import CustomField, Lead, LeadImport
-from inopsio_crm.leads.services import LeadFilters, LeadService
+from inopsio_crm.leads.listing import LIST_COLUMNS, LeadFilters, LeadList, lead_conditions, leads
+from inopsio_crm.leads.models import CustomField, LeadImport
 
 EXPORT_LIMIT = 200_000
 EXPORT_COLUMNS = (
@@ -248,7 +248,7 @@ async def find_import(
     return record
 
 
-def _cells(lead: Lead) -> list[Any]:
+def _cells(lead: Any) -> list[Any]:
     row: list[Any] = []
     for column in EXPORT_COLUMNS:
         value = getattr(lead, column)
@@ -270,22 +270,28 @@ def _cells(lead: Lead) -> list[Any]:
 )
 async def export_leads(
     request: Request[Any, Any, Any],
-    kernel: KernelDep,
     tenant: CurrentTenant,
-    db_session: DbSession,
+    db_reader: DbReader,
     filters: NamedDependency[LeadFilters],
     format: Annotated[Literal["csv", "xlsx"], QueryParameter(description="csv or xlsx")] = "csv",
 ) -> Response[bytes]:
     """The filtered lead list (same filters as the list) as CSV or XLSX; cells that a spreadsheet would
     run as formulas (starting with = + - @) are prefixed with ``'``."""
-    svc = LeadService(kernel, db_session, tenant, viewer_of(request, tenant))
-    statement = (
-        svc.filtered(filters, await svc.search_ids(filters)).order_by(Lead.created_at, Lead.id).limit(EXPORT_LIMIT)
-    )
-    leads = (await db_session.execute(statement)).scalars()
-    custom_keys = sorted(await _custom_fields(db_session))
+    viewer = viewer_of(request, tenant)
+    search = await LeadList(db_reader, tenant.id, viewer).search(filters)
+    found = []
+    if search is None or search.count:
+        statement = (
+            select(*LIST_COLUMNS)
+            .where(*lead_conditions(tenant.id, viewer, filters, search))
+            .order_by(leads.created_at, leads.id)
+            .limit(EXPORT_LIMIT)
+        )
+        found = list(await db_reader.all(statement))
+    fields = CustomField.__table__.c
+    custom_keys = sorted(await db_reader.scalars(select(fields.key)))
     header = [*EXPORT_COLUMNS, *(f"custom.{k}" for k in custom_keys)]
-    rows = ([*_cells(lead), *(neutralise(_text(lead.custom.get(k))) for k in custom_keys)] for lead in leads)
+    rows = ([*_cells(lead), *(neutralise(_text(lead.custom.get(k))) for k in custom_keys)] for lead in found)
     if format == "csv":
         out = io.StringIO()
         writer = csv.writer(out)

@@ -18,16 +18,17 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inopsio.db.base import utcnow
+from inopsio.db.base import new_id, utcnow
 from inopsio.errors import Problem
 from inopsio.tenancy.schemas import TenantInfo
+from inopsio_crm.access import Viewer
 from inopsio_crm.contacts.models import Company, Contact
 from inopsio_crm.events import DealClosed, DealCreated, DealStageChanged
 from inopsio_crm.leads.models import Lead
-from inopsio_crm.leads.services import LeadService, Viewer
+from inopsio_crm.leads.services import LeadService
 from inopsio_crm.leads.validation import FieldErrors, check_money
 from inopsio_crm.pipeline.models import Deal, DealStageChange, Pipeline, Stage
 from inopsio_crm.pipeline.schemas import (
@@ -44,6 +45,53 @@ from inopsio_crm.pipeline.schemas import (
     StageMetrics,
     StageOut,
     StagePatch,
+)
+
+_deals = Deal.__table__.c
+#: What a deal row returns: the fields of :class:`DealOut`.
+_DEAL_COLUMNS = tuple(_deals[name] for name in DealOut.__struct_fields__)
+
+#: A move in one statement. ``target`` clamps the position to the column's length without the deal;
+#: ``others`` closes the gap the deal leaves (``left``) and opens one where it lands, touching only
+#: the deals that shift; ``moved`` moves the deal; ``entered`` records a stage entry. All of it reads
+#: the snapshot taken after the stages were locked, so nothing moved in between.
+_MOVE = text(
+    """
+    WITH target AS (
+        SELECT least(CAST(:position AS integer), count(*)::integer) AS position
+        FROM crm_deals
+        WHERE tenant_id = :tenant_id AND stage_id = :to_stage AND id <> :deal_id
+    ), shifts AS (
+        SELECT d.id, d.position,
+               (d.stage_id = :from_stage AND d.position > :old_position)::integer AS left_gap,
+               (d.stage_id = :to_stage
+                AND d.position - (d.stage_id = :from_stage AND d.position > :old_position)::integer
+                    >= (SELECT position FROM target))::integer AS opened
+        FROM crm_deals d
+        WHERE d.tenant_id = :tenant_id AND d.stage_id IN (:from_stage, :to_stage) AND d.id <> :deal_id
+    ), others AS (
+        UPDATE crm_deals d
+        SET position = s.position - s.left_gap + s.opened, updated_at = :now
+        FROM shifts s
+        WHERE d.tenant_id = :tenant_id AND d.id = s.id AND s.opened <> s.left_gap
+    ), moved AS (
+        UPDATE crm_deals
+        SET stage_id = :to_stage,
+            position = (SELECT position FROM target),
+            version = version + 1,
+            updated_at = :now,
+            stage_entered_at = CASE WHEN :entering THEN :now ELSE stage_entered_at END,
+            closed_at = CASE CAST(:closing AS text)
+                WHEN 'reopen' THEN NULL WHEN 'close' THEN :now ELSE closed_at END
+        WHERE tenant_id = :tenant_id AND id = :deal_id
+        RETURNING *
+    ), entered AS (
+        INSERT INTO crm_deal_stage_changes (tenant_id, id, deal_id, from_stage_id, to_stage_id, actor_id, changed_at)
+        SELECT :tenant_id, :change_id, :deal_id, :from_stage, :to_stage, CAST(:actor_id AS uuid), :now
+        WHERE :entering
+    )
+    SELECT * FROM moved
+    """
 )
 
 DEFAULT_STAGES = (
@@ -66,7 +114,8 @@ def stage_out(stage: Stage) -> StageOut:
     )
 
 
-def deal_out(deal: Deal) -> DealOut:
+def deal_out(deal: Any) -> DealOut:
+    """A deal (ORM object or row) as the API shows it."""
     return DealOut(
         id=deal.id,
         pipeline_id=deal.pipeline_id,
@@ -372,14 +421,18 @@ class PipelineService:
         )
         return deal
 
-    def _check_version(self, deal: Deal, version: int) -> None:
+    def _check_version(self, deal: Any, version: int) -> None:
         if deal.version != version:
-            raise Problem(
-                409,
-                "stale-deal",
-                "Someone changed this deal since you loaded it; here it is as it is now.",
-                current=msgspec.to_builtins(deal_out(deal)),
-            )
+            raise self._stale(deal)
+
+    @staticmethod
+    def _stale(deal: Any) -> Problem:
+        return Problem(
+            409,
+            "stale-deal",
+            "Someone changed this deal since you loaded it; here it is as it is now.",
+            current=msgspec.to_builtins(deal_out(deal)),
+        )
 
     async def update_deal(self, deal_id: UUID, patch: DealPatch) -> Deal:
         deal = await self.deal(deal_id, for_update=True)
@@ -420,27 +473,45 @@ class PipelineService:
         )
         await self.session.delete(deal)
 
-    async def move_deal(self, deal_id: UUID, move: DealMove) -> Deal:
-        """Put the deal at ``position`` of ``stage_id`` (same pipeline); publish the move (and won/lost)."""
-        deal = await self.deal(deal_id)
-        # Lock the stages touched, always in id order, so two moves across the same columns cannot deadlock.
-        stage_ids = sorted({deal.stage_id, move.stage_id})
+    async def move_deal(self, deal_id: UUID, move: DealMove) -> Any:
+        """Put the deal at ``position`` of ``stage_id`` (same pipeline); publish the move (and won/lost).
+
+        Four statements: lock the stages, lock the deal (and check its version), move (one statement:
+        the others' positions, the deal, its stage entry), publish. Returns the deal as a row.
+        """
+        connection = await self.session.connection()
+        tenant_id = self.tenant.id
+        # The stages it leaves and enters first, always in id order: the move shifts other deals of
+        # those columns, so whoever locks a deal row there must hold the column already, or two moves
+        # wait for each other. The deal's stage is read here unlocked; checked once the deal is locked.
+        stages = Stage.__table__.c
+        current = select(_deals.stage_id).where(_deals.tenant_id == tenant_id, _deals.id == deal_id)
+        pipeline = select(_deals.pipeline_id).where(_deals.tenant_id == tenant_id, _deals.id == deal_id)
         locked = {
-            s.id: s
-            for s in (
-                await self.session.execute(
-                    select(Stage)
-                    .where(Stage.id.in_(stage_ids), Stage.pipeline_id == deal.pipeline_id)
-                    .order_by(Stage.id)
-                    .with_for_update()
-                    .execution_options(populate_existing=True)
+            stage.id: stage
+            for stage in await connection.execute(
+                select(stages.id, stages.kind)
+                .where(
+                    stages.tenant_id == tenant_id,
+                    stages.pipeline_id == pipeline.scalar_subquery(),
+                    or_(stages.id == move.stage_id, stages.id == current.scalar_subquery()),
                 )
-            ).scalars()
+                .order_by(stages.id)
+                .with_for_update()
+            )
         }
-        deal = await self.deal(deal_id, for_update=True)
+        deal = (
+            await connection.execute(
+                select(*_DEAL_COLUMNS).where(_deals.tenant_id == tenant_id, _deals.id == deal_id).with_for_update()
+            )
+        ).first()
+        if deal is None:
+            raise Problem(404, "not-found", "No such deal.")
         self._check_version(deal, move.version)
+        if deal.stage_id not in locked:  # moved since it was read: the caller's version is stale too
+            raise self._stale(deal)
         target = locked.get(move.stage_id)
-        if target is None or target.pipeline_id != deal.pipeline_id:
+        if target is None:
             raise Problem(
                 422,
                 "invalid-move",
@@ -448,42 +519,57 @@ class PipelineService:
                 errors=[{"pointer": "/stage_id", "detail": "no such stage in this pipeline"}],
             )
         source = locked[deal.stage_id]
-        from_stage, old_position = deal.stage_id, deal.position
-        # Close the gap the deal leaves, then open one where it lands.
-        await self.session.execute(
-            update(Deal)
-            .where(Deal.stage_id == source.id, Deal.position > old_position, Deal.id != deal.id)
-            .values(position=Deal.position - 1)
-        )
-        count = (
-            await self.session.execute(select(func.count()).where(Deal.stage_id == target.id, Deal.id != deal.id))
-        ).scalar_one()
-        position = min(move.position, count)
-        await self.session.execute(
-            update(Deal)
-            .where(Deal.stage_id == target.id, Deal.position >= position, Deal.id != deal.id)
-            .values(position=Deal.position + 1)
-        )
-        if target.id != source.id:
-            await self._enter_stage(deal, source, target, position)
-        else:
-            deal.position = position
-            deal.version += 1
-            deal.updated_at = utcnow()
-        await self.session.flush()
+        entering = target.id != source.id
+        closing = "keep"
+        if entering and target.kind == "open":
+            closing = "reopen"
+        elif entering and source.kind != target.kind:
+            closing = "close"
+        now = utcnow()
+        moved = (
+            await connection.execute(
+                _MOVE,
+                {
+                    "tenant_id": tenant_id,
+                    "deal_id": deal.id,
+                    "from_stage": source.id,
+                    "to_stage": target.id,
+                    "old_position": deal.position,
+                    "position": move.position,
+                    "now": now,
+                    "entering": entering,
+                    "closing": closing,
+                    "change_id": new_id(),
+                    "actor_id": self.viewer.user_id,
+                },
+            )
+        ).one()
         await self.kernel.events.publish(
             self.session,
             "crm.deal.stage_changed",
             DealStageChanged(
-                deal_id=deal.id,
-                pipeline_id=deal.pipeline_id,
-                from_stage_id=from_stage,
+                deal_id=moved.id,
+                pipeline_id=moved.pipeline_id,
+                from_stage_id=source.id,
                 to_stage_id=target.id,
-                position=deal.position,
-                version=deal.version,
+                position=moved.position,
+                version=moved.version,
             ),
         )
-        return deal
+        if closing == "close":
+            await self.kernel.events.publish(
+                self.session,
+                f"crm.deal.{target.kind}",
+                DealClosed(
+                    deal_id=moved.id,
+                    pipeline_id=moved.pipeline_id,
+                    stage_id=target.id,
+                    value=moved.value,
+                    currency=moved.currency,
+                    owner_id=moved.owner_id,
+                ),
+            )
+        return moved
 
     async def _enter_stage(self, deal: Deal, source: Stage, target: Stage, position: int) -> None:
         now = utcnow()
