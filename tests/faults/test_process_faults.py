@@ -142,6 +142,17 @@ async def _note(kernel: Any, tenant_id: UUID) -> UUID:
 # -- 1. a worker killed in the middle of a job ------------------------------------------------------------
 
 
+async def _blpop(redis: Any, key: str, seconds: float) -> Any:
+    """BLPOP for up to ``seconds``, one second at a time: one long blocking read would outlast the
+    client's socket timeout (5 s) while a worker process is still starting on a busy machine."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        popped = await redis.blpop([key], timeout=1)
+        if popped is not None:
+            return popped
+    return None
+
+
 async def test_a_job_whose_worker_is_killed_mid_run_completes_after_a_restart_and_its_effect_happens_once(
     kernel: Any, inopsio_settings: Settings, make_tenant: Any, processes: Callable[..., Process]
 ) -> None:
@@ -155,7 +166,7 @@ async def test_a_job_whose_worker_is_killed_mid_run_completes_after_a_restart_an
         "sample.tag_note", tenant_id=tenant.id, note_id=str(note_id), tag="killed", started=started, hold=hold
     )
     # The first try has written its row (uncommitted) and waits on ``hold``: it is provably mid-job.
-    popped = await kernel.redis.blpop([started], timeout=START_TIMEOUT)
+    popped = await _blpop(kernel.redis, started, START_TIMEOUT)
     assert popped is not None, f"the job never started:\n{first.output()}"
     assert popped[1] == b"1"
     assert (await kernel.jobs.status(job_id)).value == "in_progress"
