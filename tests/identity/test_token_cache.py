@@ -14,7 +14,8 @@ from inopsio.settings import Settings
 
 
 def issuer(lifetime: int = 60) -> TokenIssuer:
-    return TokenIssuer(KeyRing(Settings(jwt_keys=["k1:" + "first-secret-" * 3, "k0:" + "old-secret-" * 4]), "master"), lifetime)
+    keys = ["k1:" + "first-secret-" * 3, "k0:" + "old-secret-" * 4]
+    return TokenIssuer(KeyRing(Settings(jwt_keys=keys), "master"), lifetime)
 
 
 def make_token(tokens: TokenIssuer) -> str:
