@@ -514,8 +514,9 @@ Run of {result["started_at"]} (`bench/results/{result["file"]}`):
 - Full stack / bare: **{s["ratio"] * 100:.1f} %** of the bare read's rps (target ≥ {TARGET_RATIO * 100:.0f} %):
   {verdict(s["ratio_pass"])}. Per round: {", ".join(f"{x * 100:.1f} %" for x in s.get("ratio_per_round", []))}.
 - Server CPU per request (user + system time of the server's processes over each run, divided by its
-  requests; not inflated by other work on the machine): bare {bare.get("server_cpu_us", 0):,.0f} µs, full
-  stack {full.get("server_cpu_us", 0):,.0f} µs ({cpu_times:.1f} times as much).
+  requests; less moved by other work on the machine than rps, though contention still raises it):
+  bare {bare.get("server_cpu_us", 0):,.0f} µs, full stack {full.get("server_cpu_us", 0):,.0f} µs
+  ({cpu_times:.1f} times as much).
 - Full-stack p99: **{full["p99_ms"]:.1f} ms** (target ≤ {TARGET_P99_MS:.0f} ms): {verdict(s["p99_pass"])}.
 - Transactions per request are `pg_stat_database.xact_commit` deltas over each run divided by wrk's
   request count. Bare: one autocommit statement. Full stack: the request's transaction plus
