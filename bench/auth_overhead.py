@@ -154,12 +154,13 @@ def render(doc: dict[str, Any]) -> str:
 ## Authentication overhead: the same read with and without a bearer token
 
 Issue 3's benchmark (`bench/auth_overhead.py`). Two routes of the test plugin read the same
-tenant-scoped row the same way (one RLS-scoped transaction, msgspec response):
+tenant-scoped row the same way (one-round-trip RLS read through `db_reader`, msgspec response):
 `GET /api/v1/sample/public-notes/{{id}}` is `public` (tenant from `X-Tenant`, no credential), and
 `GET /api/v1/sample/notes/{{id}}` needs `sample.notes.read`: the member's HS256 access token is
-verified (kid, signature, expiry, claims), its session is checked against revocations and the
-per-user rate limit counted (in the same Redis round trip as the tenant quota), and Casbin enforces
-the permission. Each request picks a random (tenant, note) of {cfg["pairs"]:,} pairs and that
+verified (kid, signature, expiry, claims; a token this process verified before is only checked for
+expiry and key), its session is checked against the ended sessions each process holds, the per-user
+rate limit is counted with the tenant quota (in-process, sent to Redis in batches), and Casbin's
+answer for the permission is looked up (kept per process until the policy changes). Each request picks a random (tenant, note) of {cfg["pairs"]:,} pairs and that
 tenant's member token.
 
 Run of {doc["started_at"]} (`bench/results/{doc["file"]}`):
