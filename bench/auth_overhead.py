@@ -160,8 +160,8 @@ tenant-scoped row the same way (one-round-trip RLS read through `db_reader`, msg
 verified (kid, signature, expiry, claims; a token this process verified before is only checked for
 expiry and key), its session is checked against the ended sessions each process holds, the per-user
 rate limit is counted with the tenant quota (in-process, sent to Redis in batches), and Casbin's
-answer for the permission is looked up (kept per process until the policy changes). Each request picks a random (tenant, note) of {cfg["pairs"]:,} pairs and that
-tenant's member token.
+answer for the permission is looked up (kept per process until the policy changes). Each request
+picks a random (tenant, note) of {cfg["pairs"]:,} pairs and that tenant's member token.
 
 Run of {doc["started_at"]} (`bench/results/{doc["file"]}`):
 
