@@ -116,6 +116,30 @@ def test_upgrading_an_up_to_date_database_changes_nothing(migrated_scratch: Sett
     assert _tables(migrated_scratch) == before
 
 
+def test_processes_migrating_at_once_take_turns(scratch_settings: Settings, inopsio_registry: Any) -> None:
+    """Several processes started together (replicas, ``serve`` beside ``worker``) all migrate and
+    grant: they must queue on the migration lock, not collide ("tuple concurrently updated")."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            migrate.upgrade(scratch_settings, inopsio_registry)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    # While one holds the lock, the others wait for it (seen in pg_locks as advisory locks).
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    assert {"tenants", "sample_notes"} <= _tables(scratch_settings)
+    assert not _schema_differences(scratch_settings)
+
+
 def test_models_match_the_migrations(migrated_scratch: Settings) -> None:
     differences = _schema_differences(migrated_scratch)
     assert not differences, "models and migrations differ:\n" + "\n".join(map(str, differences))

@@ -52,11 +52,28 @@ def tenant_tables() -> list[str]:
     return sorted(t.name for t in Base.metadata.sorted_tables if t.info.get(TENANT_SCOPED))
 
 
+#: PostgreSQL advisory lock key held while a process migrates ("inopsio" in ASCII).
+MIGRATION_LOCK = 0x696E6F7073696F
+
+
 def upgrade(settings: Settings, registry: PluginRegistry, target: str = "heads") -> None:
-    """Upgrade to ``target`` (all heads), then configure the app role and verify row-level security."""
-    config = alembic_config(settings, registry)
-    command.upgrade(config, target)
-    finish(settings)
+    """Upgrade to ``target`` (all heads), then configure the app role and verify row-level security.
+
+    Processes started together (several ``inopsio serve`` or replicas) take turns: concurrent GRANTs
+    on one table fail with "tuple concurrently updated", and two alembic runs would race.
+    """
+    assert settings.database_url
+    engine = create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as lock:
+            lock.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+            try:
+                command.upgrade(alembic_config(settings, registry), target)
+                finish(settings)
+            finally:
+                lock.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+    finally:
+        engine.dispose()
 
 
 def downgrade(settings: Settings, registry: PluginRegistry, target: str) -> None:
