@@ -7,8 +7,8 @@ defaults: the local servers). Steps:
 1. create a fresh database ``inopsio_bench_crm`` and ``inopsio migrate`` it (kernel + CRM);
 2. seed 500 tenants with COPY; the measured tenant gets ``--leads`` leads and the 499 others share
    ``--others`` more (realistic names, e-mails, companies, sources, statuses, tags, values, dates);
-3. start the app in this process (the full stack: tenant resolution, bearer token, Casbin, RLS
-   transaction, msgspec) and sign in a manager of the measured tenant; through HTTP (an in-process
+3. start the app in this process (the full stack: tenant resolution, bearer token, Casbin, row-level
+   security, msgspec) and sign in a manager of the measured tenant; through HTTP (an in-process
    ASGI client: no network in the figure) run ``--queries`` list requests mixing full-text search
    (prefixes of real names and companies), status / source / tag / owner / value-range / date-range
    filters, four sort orders and second pages through the keyset cursor, one at a time; report
@@ -311,6 +311,7 @@ async def measure(owner_url: str, redis_url: str, tenant_slug: str, args: argpar
             latencies: list[float] = []
             page_two: list[float] = []
             matched: list[int] = []
+            load_before = os.getloadavg()
             for url in urls:
                 started = time.perf_counter()
                 response = await client.get(url, headers=headers)
@@ -332,6 +333,8 @@ async def measure(owner_url: str, redis_url: str, tenant_slug: str, args: argpar
                 "max_ms": round(max(all_ms), 2),
                 "second_pages": len(page_two),
                 "empty_results": sum(1 for m in matched if m == 0),
+                # The machine is shared: how busy it was around the measurement (1-minute load average).
+                "load_average": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
             }
             log(f"search: {results['search']}")
 
@@ -347,6 +350,7 @@ async def measure(owner_url: str, redis_url: str, tenant_slug: str, args: argpar
                 )
                 ih = {"X-Tenant": target.slug, "Authorization": f"Bearer {login.json()['access_token']}"}
                 content = import_csv(args.import_rows)
+                load_before = os.getloadavg()
                 upload_started = time.perf_counter()
                 upload = await client.post(
                     "/api/v1/crm/imports?filename=bench.csv",
@@ -375,6 +379,7 @@ async def measure(owner_url: str, redis_url: str, tenant_slug: str, args: argpar
                     "skipped": report["skipped"],
                     "rejected": report["rejected"],
                     "jobs_complete": drained.complete,
+                    "load_average": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
                 }
                 log(f"import: {results['import']}")
     return results
@@ -392,9 +397,16 @@ def render(doc: dict[str, Any]) -> str:
         "",
         f"Data: {cfg['tenants']} tenants; the measured tenant holds {cfg['leads']:,} leads and the "
         f"{cfg['tenants'] - 1} others {cfg['others']:,} more. {s['requests']} list requests one at a time "
-        "through the full stack (bearer token, Casbin, RLS transaction, msgspec; in-process ASGI client, so "
+        "through the full stack (bearer token, Casbin, row-level security, msgspec; in-process ASGI client, so "
         "no network) mixing prefix full-text search, status/source/tag/owner/value/date filters, four sort "
-        f"orders and second pages through the keyset cursor ({s['second_pages']} of them).",
+        f"orders and second pages through the keyset cursor ({s['second_pages']} of them)."
+        + (
+            f" Load average (1 min) before / after: search {s['load_average'][0]} / {s['load_average'][1]}"
+            + (f", import {imp['load_average'][0]} / {imp['load_average'][1]}" if imp and "load_average" in imp else "")
+            + "."
+            if "load_average" in s
+            else ""
+        ),
         "",
         "| measure | result | target |",
         "|---|---|---|",

@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.db.base import new_id, utcnow
@@ -515,7 +515,9 @@ async def insert_columns(
 
     About four times faster than an ORM bulk insert of the same rows (no per-row parameter
     processing), and, unlike COPY, allowed under row-level security: every row is still checked
-    against the tenant policy.
+    against the tenant policy. The arrays travel in PostgreSQL's binary format, straight on the
+    session's psycopg connection (same transaction): as text, psycopg quotes every element of every
+    array with regular expressions, which cost more than the rest of the import's Python work.
     """
     if not rows:
         return
@@ -525,12 +527,16 @@ async def insert_columns(
         if sql_type == "jsonb":
             values = [json.dumps(v) for v in values]
         arrays[column] = values
-    selects = ", ".join(f"CAST(:{c} AS {'text' if t == 'jsonb' else t}[])" for c, t in columns.items())
+    selects = ", ".join(f"CAST(%({c})b AS {'text' if t == 'jsonb' else t}[])" for c, t in columns.items())
     casts = ", ".join(f"{c}::jsonb" if t == "jsonb" else c for c, t in columns.items())
     names = ", ".join(columns)
-    await session.execute(
-        text(f"INSERT INTO {table} ({names}) SELECT {casts} FROM unnest({selects}) AS u({names})"), arrays
-    )
+    await session.flush()  # anything the session still holds goes first, as session.execute would send it
+    connection = await (await session.connection()).get_raw_connection()
+    driver = connection.driver_connection
+    assert driver is not None
+    statement = f"INSERT INTO {table} ({names}) SELECT {casts} FROM unnest({selects}) AS u({names})"
+    async with driver.cursor() as cursor:
+        await cursor.execute(statement, arrays)
 
 
 def rejects_csv(record: LeadImport) -> str:
