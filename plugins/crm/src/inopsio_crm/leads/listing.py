@@ -1,10 +1,10 @@
 """The lead list: filters, full-text search through the term table, sort orders and keyset cursors.
 
-A page is read with the kernel's one-round-trip reader (``db_reader``): the search (when words are
-typed) and the page are one statement each, Core selects of the columns the API returns, so a list
-request costs two round trips and no ORM work. Both name the tenant explicitly besides row-level
-security: the policy's setting is unknown to the planner, the literal lets it use the statistics of
-this tenant (one tenant may hold half the table, or nothing of it).
+A page is read with the kernel's one-round-trip reader (``db_reader``): the search (when words or
+tags are asked for) and the page are one statement each, Core selects of the columns the API
+returns, so a list request costs at most two round trips and no ORM work. Both name the tenant
+explicitly besides row-level security: the policy's setting is unknown to the planner, the literal
+lets it use the statistics of this tenant (one tenant may hold half the table, or nothing of it).
 """
 
 from __future__ import annotations
