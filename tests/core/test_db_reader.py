@@ -6,10 +6,25 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Float, Numeric, String, TypeDecorator, cast, func, insert, literal, select, text, type_coerce
+from sqlalchemy import (
+    Float,
+    Integer,
+    Numeric,
+    String,
+    TypeDecorator,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    type_coerce,
+)
 
 from inopsio.db.reader import StatementCompiler
 from inopsio_sample.models import Note
@@ -169,3 +184,87 @@ async def test_one_shape_is_compiled_once() -> None:
 async def test_any_text_parameter_arrives_as_itself(kernel: Any, value: str) -> None:
     """Client-side binding: quotes, backslashes, semicolons and placeholders are data, never SQL."""
     assert await kernel.db.reader(None).scalar(select(literal(value, String))) == value
+
+
+# -- prepared statements and the read pool ----------------------------------------------------
+
+NOTE_TITLE = select(notes.title).where(notes.id == bindparam("note_id"))
+PREPARED = select(text("name, statement FROM pg_prepared_statements"))
+
+
+async def test_a_shape_is_prepared_once_per_connection(kernel: Any, make_tenant: Any) -> None:
+    tenant = await make_tenant()
+    (note,) = await add_notes(kernel, tenant, "prepared")
+    reader = kernel.db.reader(tenant.id)
+    size = kernel.db.reads.size
+    titles = await asyncio.gather(*(reader.scalar(NOTE_TITLE, {"note_id": note}) for _ in range(size * 3)))
+    assert titles == ["prepared"] * size * 3
+    # Every read connection that ran the shape holds it (and the tenant setting) as prepared statements.
+    statements = await asyncio.gather(*(kernel.db.reader(None).all(PREPARED) for _ in range(size * 2)))
+    texts = [{row.statement for row in rows} for rows in statements]
+    assert any(any("FROM sample_notes" in sql and "$1" in sql for sql in seen) for seen in texts)
+    assert all(any("set_config('inopsio.tenant_id'" in sql for sql in seen) for seen in texts)
+
+
+async def test_reads_survive_their_prepared_statements_being_dropped(kernel: Any, make_tenant: Any) -> None:
+    tenant = await make_tenant()
+    (note,) = await add_notes(kernel, tenant, "dropped")
+    reader, pool = kernel.db.reader(tenant.id), kernel.db.reads
+    assert await reader.scalar(NOTE_TITLE, {"note_id": note}) == "dropped"
+    # Someone deallocates everything on every idle read connection (a pooler's DISCARD ALL would too).
+    held = [await pool._acquire() for _ in range(len(pool._idle))]
+    for connection in held:
+        await connection.execute("DEALLOCATE ALL")
+    for connection in held:
+        pool._release(connection)
+    for _ in range(pool.size * 2):
+        assert await reader.scalar(NOTE_TITLE, {"note_id": note}) == "dropped"
+    # A read that fails after its PREPARE ran (PostgreSQL keeps the statement though the message
+    # failed) gives its own error every time and confuses no later read.
+    as_number = select(cast(notes.title, Integer)).where(notes.id == bindparam("note_id"))
+    for _ in range(pool.size * 2):
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="invalid input syntax for type integer"):
+            await reader.scalar(as_number, {"note_id": note})
+    assert await reader.scalar(NOTE_TITLE, {"note_id": note}) == "dropped"
+
+
+async def test_a_broken_read_connection_is_replaced_and_the_read_repeated(kernel: Any, make_tenant: Any) -> None:
+    tenant = await make_tenant()
+    (note,) = await add_notes(kernel, tenant, "alive")
+    reader, pool = kernel.db.reader(tenant.id), kernel.db.reads
+    await asyncio.gather(*(reader.scalar(NOTE_TITLE, {"note_id": note}) for _ in range(pool.size)))
+    pids = [connection.info.backend_pid for connection, _ in pool._idle]
+    assert pids
+    # The server ends every idle read connection (a restart or a network drop looks the same).
+    with kernel.db.owner_engine().begin() as owner:
+        for pid in pids:
+            owner.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    titles = await asyncio.gather(*(reader.scalar(NOTE_TITLE, {"note_id": note}) for _ in range(pool.size * 2)))
+    assert titles == ["alive"] * pool.size * 2
+    assert pool.open_connections <= pool.size
+
+
+async def test_reads_beyond_the_pool_wait_their_turn_and_time_out(kernel: Any, make_tenant: Any) -> None:
+    from inopsio.db.reader import ReadPool, TenantReader
+
+    tenant = await make_tenant()
+    (note,) = await add_notes(kernel, tenant, "turns")
+    pool = ReadPool(kernel.db.reads.conninfo, 2, timeout=0.5)
+    reader = TenantReader(pool, tenant.id)
+    try:
+        titles = await asyncio.gather(*(reader.scalar(NOTE_TITLE, {"note_id": note}) for _ in range(40)))
+        assert titles == ["turns"] * 40
+        assert pool.open_connections == 2
+        held = [await pool._acquire(), await pool._acquire()]
+        with pytest.raises(Exception, match=r"no database connection for a read within 0\.5 s"):
+            await reader.scalar(NOTE_TITLE, {"note_id": note})
+        # A read that gave up leaves no trace: the next one gets the first connection handed back.
+        waiting = asyncio.ensure_future(reader.scalar(NOTE_TITLE, {"note_id": note}))
+        await asyncio.sleep(0.05)
+        pool._release(held.pop())
+        assert await waiting == "turns"
+        pool._release(held.pop())
+        assert pool.open_connections == 2
+    finally:
+        await pool.close()
+    assert pool.open_connections == 0
