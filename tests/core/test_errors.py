@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import psycopg
 import pytest_asyncio
 from litestar import get, post
 from litestar.params import JSONBody
@@ -185,3 +187,23 @@ async def test_problem_raised_by_a_handler_keeps_its_type_title_and_extra_member
     assert body["detail"] == "Only tea here."
     assert body["kettle"] == "on"
     assert body["instance"] == "/api/v1/faulty/teapot"
+
+
+async def test_database_unreachable_for_a_read_answers_503_problem(
+    client: Any, kernel: Any, make_tenant: Any, monkeypatch: Any
+) -> None:
+    """The one-round-trip reader talks to psycopg directly: its connection errors are a 503 to retry."""
+    tenant = await make_tenant()
+    note_id = uuid.uuid4()
+
+    async def unreachable() -> Any:
+        raise psycopg.OperationalError("connection to server at 10.0.0.7 failed: Connection refused")
+
+    monkeypatch.setattr(kernel.db.reads, "_acquire", unreachable)
+    response = await client.get(f"/api/v1/sample/public-notes/{note_id}", headers={"X-Tenant": tenant.slug})
+    body = assert_problem(response, 503, "database-unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert "10.0.0.7" not in response.text
+    assert "try again" in body["detail"]
+    monkeypatch.undo()
+    assert_problem(await client.get(f"/api/v1/sample/public-notes/{note_id}", headers={"X-Tenant": tenant.slug}), 404)

@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+import psycopg
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from sqlalchemy.exc import DBAPIError
@@ -196,9 +197,43 @@ def database_error_handler(request: Request[Any, Any, Any], exc: DBAPIError) -> 
     return Response(content=msgspec.json.encode(body), status_code=400, media_type=PROBLEM_MEDIA_TYPE)
 
 
+def psycopg_error_handler(request: Request[Any, Any, Any], exc: psycopg.Error) -> Response[Any]:
+    """Errors of the one-round-trip reader (plain psycopg, no SQLAlchemy wrapper).
+
+    No connection to be had (the server is down or restarting, or every read connection stayed busy):
+    a 503 the client can retry. NUL in a text parameter: the same 400 as through a session.
+    """
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        log.warning("database unavailable for a read: %s", exc)
+        body = problem_document(
+            503,
+            problem_type("database-unavailable"),
+            "Service Unavailable",
+            "The database cannot be reached right now. Nothing was changed; try again in a few seconds.",
+            request.url.path,
+        )
+        return Response(
+            content=msgspec.json.encode(body),
+            status_code=503,
+            media_type=PROBLEM_MEDIA_TYPE,
+            headers={"Retry-After": "5"},
+        )
+    if "NUL (0x00)" in str(exc) or exc.sqlstate == "22P05":
+        body = problem_document(
+            400,
+            problem_type("invalid-text"),
+            "Invalid request",
+            "Text must not contain the NUL character (\\u0000).",
+            request.url.path,
+        )
+        return Response(content=msgspec.json.encode(body), status_code=400, media_type=PROBLEM_MEDIA_TYPE)
+    return internal_error_handler(request, exc)
+
+
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: http_exception_handler,
     DBAPIError: database_error_handler,
+    psycopg.Error: psycopg_error_handler,
     Exception: internal_error_handler,
 }
 
