@@ -481,8 +481,9 @@ Issue 2's benchmark. `GET /api/v1/sample/public-notes/{{id}}` of the test plugin
 through the whole kernel (tenant resolution from `X-Tenant`, authentication middleware and route
 rules, which admit this `public` route without a credential, the per-minute API quota counted (in
 the process, sent to Redis in batches), the row read as `inopsio_app` under row-level security with
-the kernel's one-round-trip reader (`db_reader`: tenant setting and a SQLAlchemy Core select in one
-message), msgspec response), against a bare
+the kernel's one-round-trip reader (`db_reader`: the tenant setting and a SQLAlchemy Core select in
+one message, both server-side prepared statements after a connection's first read of the shape),
+msgspec response), against a bare
 ASGI app (`bench/bare_app.py`: psycopg pool, one autocommit `SELECT ... WHERE tenant_id = %s AND
 id = %s` as the owner, msgspec-encoded, no framework). Every request reads a random
 (tenant, note) pair out of {cfg["pairs"]:,} sampled rows.
@@ -537,7 +538,9 @@ the mean is in the JSON.
 | tenant not cached ({cold["requests"]} requests) | {trips(cold)} |
 
 Setting the tenant costs no round trip of its own: the setting and the select travel in one
-simple-query message, which PostgreSQL runs as one implicit transaction (no `BEGIN`, no `COMMIT`).
+simple-query message, which PostgreSQL runs as one implicit transaction (no `BEGIN`, no `COMMIT`);
+both are `EXECUTE`s of statements the connection prepared before (`PREPARE` goes in the same message
+the first time a connection reads a shape), so PostgreSQL neither parses nor plans them again.
 The request count costs no Redis round trip (it is sent with the process's next batch). What one
 typical cached request sent to PostgreSQL (`Q` simple query; `P`/`B` parse/bind of the extended
 protocol, a prepared statement is only bound):
