@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from inopsio.events.models import EventRecord
+from inopsio_crm.leads.models import LeadActivity
 
 IMPORTS = "/api/v1/crm/imports"
 LEADS = "/api/v1/crm/leads"
@@ -195,7 +196,22 @@ async def test_import_creates_no_event_per_row_but_records_the_timeline(
     await run_import(client, manager.headers, record["id"], run_jobs)
     lead = (await client.get(f"{LEADS}?q=one", headers=manager.headers)).json()["items"][0]
     timeline = (await client.get(f"{LEADS}/{lead['id']}/activities", headers=manager.headers)).json()
-    assert timeline[0]["data"]["how"] == "import"
+    (created,) = timeline
+    assert created["kind"] == "created"
+    assert created["data"] == {"how": "import", "import_id": record["id"], "filename": "leads.csv"}
+    assert created["actor_id"] == manager.user_id
+    assert created["created_at"] == lead["created_at"]
+    # The entry comes from the lead's import_id: no activity row per imported lead, and the same
+    # entry (same id) every time it is read.
+    again = (await client.get(f"{LEADS}/{lead['id']}/activities", headers=manager.headers)).json()
+    assert again == timeline
     async with kernel.db.session(tenant.id) as session:
         types = [r for r in (await session.execute(select(EventRecord.type))).scalars() if r.startswith("crm.")]
+        kinds = (await session.execute(select(LeadActivity.kind))).scalars().all()
     assert types == []
+    assert "created" not in kinds
+    # A note added later comes first; the import's entry stays last.
+    noted = await client.post(f"{LEADS}/{lead['id']}/notes", json={"body": "Called"}, headers=manager.headers)
+    assert noted.status_code == 201, noted.text
+    timeline = (await client.get(f"{LEADS}/{lead['id']}/activities", headers=manager.headers)).json()
+    assert [entry["kind"] for entry in timeline] == ["note", "created"]

@@ -88,6 +88,9 @@ class Lead(TenantOwned, Timestamped, Base):
     #: Set while the lead is in the bin (restorable until purged) or once merged into another.
     deleted_at: Mapped[dt.datetime | None]
     merged_into_id: Mapped[UUID | None]
+    #: The CSV import that created the lead (its timeline's "created" entry; no foreign key, as the
+    #: import's record may be purged while its leads stay).
+    import_id: Mapped[UUID | None]
     search: Mapped[Any] = mapped_column(TSVECTOR, Computed(SEARCH_DOCUMENT, persisted=True), deferred=True)
     #: The value in cents, -1 without one: what the list sorts and filters by (see the indexes).
     value_key: Mapped[int] = mapped_column(BigInteger, Computed(VALUE_KEY, persisted=True), deferred=True)

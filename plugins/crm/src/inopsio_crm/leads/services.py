@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import msgspec
 from sqlalchemy import ColumnElement, select, update
@@ -23,7 +23,7 @@ from inopsio_crm.access import Viewer
 from inopsio_crm.events import LeadAssigned, LeadCreated, LeadMerged, LeadUpdated
 from inopsio_crm.leads.duplicates import Duplicate, find_duplicates
 from inopsio_crm.leads.listing import lead_out, visible_to
-from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity
+from inopsio_crm.leads.models import AssignmentRule, CustomField, Lead, LeadActivity, LeadImport
 from inopsio_crm.leads.schemas import ActivityOut, DuplicateMatch, LeadIn, LeadPatch
 from inopsio_crm.leads.validation import (
     FieldErrors,
@@ -81,13 +81,38 @@ class LeadService:
         return {field.key: field for field in rows}
 
     async def timeline(self, lead_id: UUID) -> list[ActivityOut]:
-        await self.get(lead_id)
+        lead = await self.get(lead_id)
         rows = await self.session.execute(
             select(LeadActivity)
             .where(LeadActivity.lead_id == lead_id)
             .order_by(LeadActivity.created_at.desc(), LeadActivity.id.desc())
         )
-        return [activity_out(a) for a in rows.scalars()]
+        timeline = [activity_out(a) for a in rows.scalars()]
+        if lead.import_id is not None and not any(entry.kind == "created" for entry in timeline):
+            timeline.append(await self.imported_entry(lead))
+        return timeline
+
+    async def imported_entry(self, lead: Lead) -> ActivityOut:
+        """An imported lead's "created" entry, from the lead and its import (no activity row is
+        written per imported lead); its id is derived from the lead's, so it is the same every time."""
+        assert lead.import_id is not None
+        found = (
+            await self.session.execute(
+                select(LeadImport.created_by, LeadImport.filename).where(LeadImport.id == lead.import_id)
+            )
+        ).first()
+        data: dict[str, Any] = {"how": "import", "import_id": str(lead.import_id)}
+        if found is not None and found.filename:
+            data["filename"] = found.filename
+        return ActivityOut(
+            id=uuid5(lead.id, "created"),
+            lead_id=lead.id,
+            kind="created",
+            actor_id=found.created_by if found is not None else None,
+            body="",
+            data=data,
+            created_at=lead.created_at,
+        )
 
     # -- writing ---------------------------------------------------------------------------------
 
