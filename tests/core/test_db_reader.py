@@ -21,6 +21,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     select,
     text,
     type_coerce,
@@ -268,3 +269,22 @@ async def test_reads_beyond_the_pool_wait_their_turn_and_time_out(kernel: Any, m
     finally:
         await pool.close()
     assert pool.open_connections == 0
+
+
+def test_what_is_prepared_and_how() -> None:
+    compile_ = StatementCompiler()
+    twice = select(notes.id).where(notes.id == bindparam("x"), notes.title != bindparam("x"))
+    _, _, by_id = compile_(twice, {"x": "a"})
+    # One placeholder per distinct parameter, in order; the EXECUTE passes them by name.
+    assert by_id.name is not None
+    assert by_id.prepare_sql.startswith(f"PREPARE {by_id.name} AS SELECT")
+    assert by_id.prepare_sql.count("$1") == 2
+    assert "$2" not in by_id.prepare_sql
+    assert "%(" not in by_id.prepare_sql
+    assert by_id.execute_sql == f"EXECUTE {by_id.name}(%(x)s)"
+    # A literal percent sign stays escaped for psycopg, which unescapes the whole message.
+    _, _, percent = compile_(select(literal_column("'50%'")).where(notes.id == bindparam("x")), {"x": "a"})
+    assert "'50%%'" in percent.prepare_sql
+    # IN lists change the SQL with their length: sent as they are, never prepared.
+    _, _, listed = compile_(select(notes.id).where(notes.id.in_(["a", "b"])))
+    assert listed.name is None

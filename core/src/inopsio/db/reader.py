@@ -93,6 +93,7 @@ class _Compiled:
         expands: bool,
         bind_processors: dict[str, Callable[[Any], Any]],
         result_types: tuple[TypeEngine[Any], ...],
+        cacheable: bool = True,
     ) -> None:
         self.compiled = compiled
         self.expands = expands  # "IN" lists and other parameters rendered per execution
@@ -106,7 +107,9 @@ class _Compiled:
         #: ``PREPARE <name> AS <the select, $n placeholders>; `` and ``EXECUTE <name>(%(param)s, ...)``.
         self.prepare_sql = ""
         self.execute_sql = ""
-        if not expands:
+        # Prepared once per connection only what is read again: not a shape whose SQL changes per
+        # execution ("IN" lists), nor one SQLAlchemy cannot cache (compiled anew on every read).
+        if cacheable and not expands:
             self._prepared_forms(compiled.string)
 
     def _prepared_forms(self, sql: str) -> None:
@@ -195,6 +198,7 @@ class StatementCompiler:
             expands=bool(compiled.post_compile_params or compiled.literal_execute_params),
             bind_processors=bind_processors,
             result_types=tuple(column.type for column in statement.selected_columns),
+            cacheable=key is not None,
         )
 
 
