@@ -97,16 +97,16 @@ class Server:
         assert tokens, self.output()[-3000:]
         return tokens[-1]
 
-    def stop(self) -> int:
-        """Ctrl+C, as a user stops it; returns the exit status."""
+    def stop(self, sig: signal.Signals = signal.SIGINT) -> int:
+        """Ctrl+C, as a user stops it (or ``sig``: SIGTERM, as a service manager does); returns the exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(sig)
         try:
             return self.process.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            pytest.fail(f"inopsio serve did not stop within {STOP_TIMEOUT:g} s of SIGINT:\n{self.output()[-5000:]}")
+            pytest.fail(f"inopsio serve did not stop within {STOP_TIMEOUT:g} s of {sig.name}:\n{self.output()[-5000:]}")
 
 
 @pytest.fixture
@@ -168,5 +168,7 @@ def test_serve_demo_runs_on_embedded_services_and_keeps_its_data_across_restarts
         assert again["id"] == demo["id"], "the demo tenant was created anew instead of kept"
         assert _tenant_count(second) == 1
     finally:
-        second.stop()
+        # Stopped as systemd or docker stop it: the embedded services go with it all the same.
+        status = second.stop(signal.SIGTERM)
+    assert status == 0, second.output()[-3000:]
     _assert_services_stopped(data_dir)

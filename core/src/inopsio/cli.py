@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -114,6 +115,10 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -
     from inopsio.embedded import ensure_services, stop_services
     from inopsio.observability.metrics import multiprocess_dir, prepare_multiprocess_dir
 
+    # A service manager stops a server with SIGTERM. uvicorn shuts down gracefully on it and then sends
+    # the signal to the process again, which by default ends the process at once: the clean-up below
+    # (and the embedded PostgreSQL and Redis it stops) would be skipped. Exit normally instead.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = ensure_services(_settings())
     registry = _registry(settings)
     migrate.upgrade(settings, registry)
@@ -147,6 +152,11 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -
         )
     finally:
         stop_services()  # the embedded PostgreSQL and Redis this command started end with it
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM: leave through ``SystemExit``, so ``finally`` blocks and exit handlers run."""
+    raise SystemExit(0)
 
 
 DEMO_OWNER = "owner@demo.example.com"
