@@ -272,3 +272,28 @@ def test_migrate_strips_bypassrls_and_superuser_from_an_existing_app_role(own_ro
     finally:
         engine.dispose()
     assert tuple(powers) == (False, False, False)
+
+
+def test_an_uninstalled_modules_version_neither_stops_migrate_nor_is_forgotten(
+    migrated_scratch: Settings, inopsio_registry: Any
+) -> None:
+    """A module installed, migrated, then uninstalled leaves its head in alembic_version: alembic
+    alone refuses to run on a revision it cannot find, so the platform would not start any more."""
+    _as_owner(migrated_scratch, "INSERT INTO alembic_version (version_num) VALUES ('gone_0007')")
+    before = _versions(migrated_scratch)
+    migrate.upgrade(migrated_scratch, inopsio_registry)
+    # Still there for when the module comes back, and nothing else changed.
+    assert _versions(migrated_scratch) == before
+    assert "gone_0007" in before
+    # The next run sets it aside and puts it back again: kept once, not lost, not doubled.
+    migrate.upgrade(migrated_scratch, inopsio_registry)
+    assert _versions(migrated_scratch) == before
+
+
+def _versions(settings: Settings) -> list[str]:
+    engine = _owner_engine(settings)
+    try:
+        with engine.connect() as connection:
+            return sorted(connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
+    finally:
+        engine.dispose()

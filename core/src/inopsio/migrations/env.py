@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from alembic import context
-from sqlalchemy import create_engine, pool, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, inspect, pool, text
 
 from inopsio.db.engine import sqlalchemy_url
 
@@ -12,6 +15,26 @@ owner_url = config.attributes["owner_url"]
 target_metadata = config.attributes["metadata"]
 # Any stable 64-bit number: serialises concurrent `inopsio migrate` runs on one database.
 MIGRATION_LOCK = 0x1A0B510
+log = logging.getLogger("inopsio.migrate")
+
+
+def set_aside_unknown_versions(connection: Connection) -> list[str]:
+    """Take out of ``alembic_version`` the revisions of modules no longer installed; returned, to be put back.
+
+    A module that was installed, migrated and then uninstalled leaves its branch's head there, and
+    alembic refuses to run at all on a revision it cannot find. Its tables stay (uninstalling keeps
+    the data); its version row goes back after the run, so reinstalling it carries on from there.
+    """
+    if not inspect(connection).has_table("alembic_version"):
+        return []
+    script = ScriptDirectory.from_config(config)
+    known = {revision.revision for revision in script.walk_revisions()}
+    current = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    unknown = [version for version in current if version not in known]
+    if unknown:
+        log.info("keeping the migration versions of modules that are not installed: %s", ", ".join(unknown))
+        connection.execute(text("DELETE FROM alembic_version WHERE version_num = ANY(:v)"), {"v": unknown})
+    return unknown
 
 
 def run_migrations_online() -> None:
@@ -28,7 +51,10 @@ def run_migrations_online() -> None:
                 include_schemas=False,
             )
             with context.begin_transaction():
+                unknown = set_aside_unknown_versions(connection)
                 context.run_migrations()
+                for version in unknown:
+                    connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": version})
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
             connection.commit()
