@@ -207,3 +207,17 @@ async def test_database_unreachable_for_a_read_answers_503_problem(
     assert "try again" in body["detail"]
     monkeypatch.undo()
     assert_problem(await client.get(f"/api/v1/sample/public-notes/{note_id}", headers={"X-Tenant": tenant.slug}), 404)
+
+
+async def test_nul_in_a_readers_text_answers_400_problem(
+    client: Any, kernel: Any, make_tenant: Any, monkeypatch: Any
+) -> None:
+    """psycopg refuses NUL in a text parameter before sending anything: the same 400 as through a session."""
+    tenant = await make_tenant()
+
+    async def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+
+    monkeypatch.setattr(kernel.db.reads, "fetch", refuse)
+    response = await client.get(f"/api/v1/sample/public-notes/{uuid.uuid4()}", headers={"X-Tenant": tenant.slug})
+    assert_problem(response, 400, "invalid-text")

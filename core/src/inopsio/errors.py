@@ -187,6 +187,10 @@ def database_error_handler(request: Request[Any, Any, Any], exc: DBAPIError) -> 
     # psycopg refuses NUL in text parameters; PostgreSQL refuses \\u0000 in jsonb (22P05).
     if "NUL (0x00)" not in str(exc.orig) and getattr(exc.orig, "sqlstate", None) != "22P05":
         return internal_error_handler(request, exc)
+    return _nul_in_text(request)
+
+
+def _nul_in_text(request: Request[Any, Any, Any]) -> Response[Any]:
     body = problem_document(
         400,
         problem_type("invalid-text"),
@@ -219,14 +223,7 @@ def psycopg_error_handler(request: Request[Any, Any, Any], exc: psycopg.Error) -
             headers={"Retry-After": "5"},
         )
     if "NUL (0x00)" in str(exc) or exc.sqlstate == "22P05":
-        body = problem_document(
-            400,
-            problem_type("invalid-text"),
-            "Invalid request",
-            "Text must not contain the NUL character (\\u0000).",
-            request.url.path,
-        )
-        return Response(content=msgspec.json.encode(body), status_code=400, media_type=PROBLEM_MEDIA_TYPE)
+        return _nul_in_text(request)
     return internal_error_handler(request, exc)
 
 
