@@ -441,7 +441,8 @@ class ReadPool:
             if not again:
                 raise
             # The connection's prepared statements are gone (``DEALLOCATE ALL`` or ``DISCARD ALL``
-            # by someone): prepare them afresh.
+            # by someone, or just one of them): start afresh with none.
+            await cursor.execute("DEALLOCATE ALL")
             await _prepare_setters(connection)
             return await ReadPool._run(connection, prelude, sql, params, entry, again=False)
         except psycopg.errors.FeatureNotSupported as error:
