@@ -215,3 +215,15 @@ async def test_import_creates_no_event_per_row_but_records_the_timeline(
     assert noted.status_code == 201, noted.text
     timeline = (await client.get(f"{LEADS}/{lead['id']}/activities", headers=manager.headers)).json()
     assert [entry["kind"] for entry in timeline] == ["note", "created"]
+    # Merging a lead created by hand into it brings that lead's "created" row along; the import's
+    # entry stays, the oldest.
+    other = await client.post(LEADS, json={"name": "One Again", "email": "one@x.example"}, headers=manager.headers)
+    assert other.status_code == 201, other.text
+    merged = await client.post(
+        f"{LEADS}/{lead['id']}/merge", json={"duplicate_id": other.json()["id"]}, headers=manager.headers
+    )
+    assert merged.status_code == 200, merged.text
+    timeline = (await client.get(f"{LEADS}/{lead['id']}/activities", headers=manager.headers)).json()
+    assert timeline[0]["kind"] == "merged"
+    assert timeline[-1] == created
+    assert [entry["data"].get("how") for entry in timeline if entry["kind"] == "created"] == ["manual", "import"]

@@ -88,7 +88,9 @@ class LeadService:
             .order_by(LeadActivity.created_at.desc(), LeadActivity.id.desc())
         )
         timeline = [activity_out(a) for a in rows.scalars()]
-        if lead.import_id is not None and not any(entry.kind == "created" for entry in timeline):
+        # An imported lead has no "created" row of its own (a "created" entry here came with a lead
+        # merged into it): its creation is the import's, and the oldest entry.
+        if lead.import_id is not None:
             timeline.append(await self.imported_entry(lead))
         return timeline
 
