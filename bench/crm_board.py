@@ -46,6 +46,7 @@ from run import (  # noqa: E402  (a sibling module; bench/ is not a package)
     forget_redis_namespace,
     free_port,
     log,
+    shown_arguments,
     with_database,
     write_doc_section,
 )
@@ -278,20 +279,6 @@ def render(doc: dict[str, Any]) -> str:
   Browser rendering is not included (the browser tests check that the card moves without a reload).
 {doc.get("notes", "").strip()}
 {END_MARK}"""
-
-
-def shown_arguments(argv: list[str]) -> list[str]:
-    """The command line without ``--notes`` and its text (the notes are in the section already)."""
-    shown, skip = [], False
-    for arg in argv:
-        if skip or arg.startswith("--notes="):
-            skip = False
-            continue
-        if arg == "--notes":
-            skip = True
-            continue
-        shown.append(arg)
-    return shown
 
 
 def main() -> None:

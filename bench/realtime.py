@@ -57,6 +57,7 @@ from run import (  # noqa: E402  (a sibling module; bench/ is not a package)
     forget_redis_namespace,
     free_port,
     log,
+    shown_arguments,
     with_database,
     write_doc_section,
 )
@@ -554,20 +555,6 @@ Run of {doc["started_at"]} (`bench/results/{doc["file"]}`): `{doc["command"]}`
 
 def write_doc(section: str) -> None:
     write_doc_section(section, START_MARK, END_MARK)
-
-
-def shown_arguments(argv: list[str]) -> list[str]:
-    """The command line without ``--notes`` and its text (the notes are in the section already)."""
-    shown, skip = [], False
-    for arg in argv:
-        if skip or arg.startswith("--notes="):
-            skip = False
-            continue
-        if arg == "--notes":
-            skip = True
-            continue
-        shown.append(arg)
-    return shown
 
 
 def main() -> None:

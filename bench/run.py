@@ -557,6 +557,20 @@ and to Redis: {example_redis or "nothing"}. An uncached tenant adds its lookup f
 {END_MARK}"""
 
 
+def shown_arguments(argv: list[str]) -> list[str]:
+    """The command line without ``--notes`` and its text (the notes are in the section already)."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--notes="):
+            skip = False
+            continue
+        if arg == "--notes":
+            skip = True
+            continue
+        shown.append(arg)
+    return shown
+
+
 def write_doc_section(section: str, start_mark: str, end_mark: str) -> None:
     """Replace one benchmark's section between its markers (append it if missing); leave the rest alone.
 
