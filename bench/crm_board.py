@@ -274,8 +274,9 @@ def render(doc: dict[str, Any]) -> str:
 - Target: drop → colleague's board p99 ≤ {TARGET_P99_MS:.0f} ms: **{verdict}** \
 ({r["drop_to_colleague_ms"]["p99"]:.1f} ms).
 - The path: the move's transaction locks the two stages and the deal, renumbers positions, writes the
-  event to the outbox; on commit the dispatcher (NOTIFY wake-up) claims it, publishes it on the tenant's
-  Redis channel, and process 2's hub sends it to each subscribed socket; the page then moves the card.
+  event to the outbox; right after the commit process 1 publishes it on the tenant's Redis channel (the
+  dispatchers publish only what that missed, see `docs/events.md`), and process 2's hub sends it to each
+  subscribed socket; the page then moves the card.
   Browser rendering is not included (the browser tests check that the card moves without a reload).
 {doc.get("notes", "").strip()}
 {END_MARK}"""
