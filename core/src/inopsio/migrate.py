@@ -7,6 +7,8 @@ After upgrading, every tenant-owned table of every loaded plugin must have row-l
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -56,28 +58,36 @@ def tenant_tables() -> list[str]:
 MIGRATION_LOCK = 0x696E6F7073696F
 
 
-def upgrade(settings: Settings, registry: PluginRegistry, target: str = "heads") -> None:
-    """Upgrade to ``target`` (all heads), then configure the app role and verify row-level security.
-
-    Processes started together (several ``inopsio serve`` or replicas) take turns: concurrent GRANTs
-    on one table fail with "tuple concurrently updated", and two alembic runs would race.
-    """
+@contextmanager
+def _migration_lock(settings: Settings) -> Iterator[None]:
+    """One migrating process at a time per database (held on a connection of its own)."""
     assert settings.database_url
     engine = create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
     try:
         with engine.connect() as lock:
             lock.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
             try:
-                command.upgrade(alembic_config(settings, registry), target)
-                finish(settings)
+                yield
             finally:
                 lock.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
     finally:
         engine.dispose()
 
 
+def upgrade(settings: Settings, registry: PluginRegistry, target: str = "heads") -> None:
+    """Upgrade to ``target`` (all heads), then configure the app role and verify row-level security.
+
+    Processes started together (several ``inopsio serve`` or replicas) take turns: concurrent GRANTs
+    on one table fail with "tuple concurrently updated", and two alembic runs would race.
+    """
+    with _migration_lock(settings):
+        command.upgrade(alembic_config(settings, registry), target)
+        finish(settings)
+
+
 def downgrade(settings: Settings, registry: PluginRegistry, target: str) -> None:
-    command.downgrade(alembic_config(settings, registry), target)
+    with _migration_lock(settings):
+        command.downgrade(alembic_config(settings, registry), target)
 
 
 def finish(settings: Settings) -> None:

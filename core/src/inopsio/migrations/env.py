@@ -1,4 +1,4 @@
-"""Alembic environment: runs as the table owner, one migration run at a time per database."""
+"""Alembic environment: runs as the table owner (``inopsio.migrate`` holds the migration lock around it)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from inopsio.db.engine import sqlalchemy_url
 config = context.config
 owner_url = config.attributes["owner_url"]
 target_metadata = config.attributes["metadata"]
-# Any stable 64-bit number: serialises concurrent `inopsio migrate` runs on one database.
-MIGRATION_LOCK = 0x1A0B510
 log = logging.getLogger("inopsio.migrate")
 
 
@@ -40,24 +38,18 @@ def set_aside_unknown_versions(connection: Connection) -> list[str]:
 def run_migrations_online() -> None:
     engine = create_engine(sqlalchemy_url(owner_url), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
-        connection.commit()
-        try:
-            context.configure(
-                connection=connection,
-                target_metadata=target_metadata,
-                compare_type=True,
-                compare_server_default=False,
-                include_schemas=False,
-            )
-            with context.begin_transaction():
-                unknown = set_aside_unknown_versions(connection)
-                context.run_migrations()
-                for version in unknown:
-                    connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": version})
-        finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
-            connection.commit()
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            compare_type=True,
+            compare_server_default=False,
+            include_schemas=False,
+        )
+        with context.begin_transaction():
+            unknown = set_aside_unknown_versions(connection)
+            context.run_migrations()
+            for version in unknown:
+                connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": version})
     engine.dispose()
 
 
