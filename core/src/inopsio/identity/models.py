@@ -193,6 +193,9 @@ class OidcProvider(TenantOwned, Timestamped, Base):
     #: {"claim": "groups", "map": {"sales-managers": "manager"}, "default_role": "member"}
     role_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The admin who last saved it: sign-ins through it never yield more than this user holds now
+    #: (``None``: saved before the rule, capped at the built-in admin role).
+    configured_by: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class AuditEntry(TenantOwned, Base):

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from inopsio.db.engine import Database
+    from inopsio.identity.principal import Principal
 
 log = logging.getLogger("inopsio.rbac")
 
@@ -129,6 +130,21 @@ class Authorizer:
         answer = bool(self.enforcer.enforce(user_subject(user_id), str(tenant_id), obj, act))
         self._remember(key, answer)
         return answer
+
+    def allows(self, principal: Principal, tenant_id: UUID, permission: str) -> bool:
+        """Whether a request's principal may use ``permission`` in ``tenant_id`` now.
+
+        A user: what their role grants. An API key: the permissions listed on the key *and* held by
+        its creator at this moment, so a demoted creator's keys lose what the creator lost and a
+        removed creator's keys can do nothing. Both answers come from the same cache, dropped on
+        every RBAC change in any process, so a role change reaches keys as fast as sessions.
+        """
+        user_id = principal.user_id
+        if user_id is None:  # a key whose creator's account was deleted
+            return False
+        if principal.permissions is not None and permission not in principal.permissions:
+            return False
+        return self.allowed(user_id, tenant_id, permission)
 
     def role_of(self, user_id: UUID, tenant_id: UUID) -> str | None:
         key = (user_id, tenant_id, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from uuid import UUID
 
-from sqlalchemy import Boolean, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from inopsio.db.base import Base, TenantOwned, Timestamped, tenant_foreign_key, tenant_table_args, utcnow
@@ -24,6 +24,9 @@ class WebhookSubscription(TenantOwned, Timestamped, Base):
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
     #: The signing secret, encrypted with the installation's key (``kernel.identity.box``).
     secret: Mapped[str] = mapped_column(Text)
+    #: Who set it up (or last changed it): it carries only the events this user may read now
+    #: (``None``: set up before the rule, read as the built-in admin role).
+    created_by: Mapped[UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class WebhookAttempt(TenantOwned, Base):
