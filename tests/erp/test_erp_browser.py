@@ -162,8 +162,14 @@ async def test_write_issue_and_pay_an_invoice_by_card_in_the_browser(
     await page.click("text=Issue")
     await page.wait_for_selector("#balance")
     assert "Open" in await page.inner_text("#status")
-    # Part of it arrives by bank transfer, recorded by staff.
+    # Part of it arrives by bank transfer, recorded by staff; a mistyped date is refused under its field.
     await page.fill("#p_amount", "0.38")
+    await page.fill("#p_date", "9999-12-31")
+    await page.click("text=Record payment")
+    await page.wait_for_selector("#p_date-error")
+    assert "more than 7 days after today" in await page.inner_text("#p_date-error")
+    assert await page.get_attribute("#p_date", "aria-invalid") == "true"
+    await page.fill("#p_date", "")
     await page.click("text=Record payment")
     await page.wait_for_selector("#status:has-text('Partly paid')")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import text
 
 
@@ -93,3 +95,34 @@ async def test_payment_on_another_tenants_invoice_looks_unknown(erp, make_tenant
         f"/api/v1/erp/invoices/{invoice['id']}/payments", json={"amount": "1"}, headers=headers
     )
     assert response.status_code == 404
+
+
+async def test_payment_dated_implausibly_far_ahead_or_before_the_invoice_is_refused_naming_the_field(erp):
+    customer = await erp.customer()
+    invoice = await erp.issued(customer["id"])
+    issued_on = dt.date.fromisoformat(invoice["issue_date"])
+    # The tenant's today may be a day off the test machine's: stay clear of the edges by more than that.
+    today = dt.date.today()
+    for bad in (
+        "9999-12-31",
+        str(today + dt.timedelta(days=30)),
+        str(issued_on - dt.timedelta(days=400)),
+        "0202-01-01",
+    ):
+        response = await erp.client.post(
+            f"/api/v1/erp/invoices/{invoice['id']}/payments",
+            json={"amount": "10", "received_on": bad},
+            headers=erp.headers,
+        )
+        assert response.status_code == 422, (bad, response.text)
+        problem = response.json()
+        assert problem["type"] == "urn:inopsio:problem:payment-date-out-of-range"
+        assert problem["errors"][0]["pointer"] == "/received_on"
+        assert bad in problem["detail"]
+    assert (await erp.call("GET", f"/invoices/{invoice['id']}"))["amount_paid"] == "0.00"
+    # A value date over a weekend, and a prepayment received weeks before the invoice, are booked.
+    for good in (today + dt.timedelta(days=3), issued_on - dt.timedelta(days=60)):
+        booked = await erp.call(
+            "POST", f"/invoices/{invoice['id']}/payments", 201, json={"amount": "10", "received_on": str(good)}
+        )
+        assert booked["received_on"] == str(good)

@@ -136,6 +136,25 @@ async def test_forged_stale_or_unsigned_webhooks_are_refused(erp, kernel):
     assert (await erp.call("GET", f"/invoices/{invoice['id']}"))["amount_paid"] == "0.00"
 
 
+async def test_webhook_signed_beyond_the_tolerance_in_either_direction_is_refused_and_books_nothing(erp):
+    await configured(erp)
+    customer = await erp.customer()
+    invoice = await erp.issued(customer["id"])
+    now = int(time.time())
+    for at in (now + 3600, now + 10 * 365 * 86400, now - 3600):
+        body = event("payment_intent.succeeded", intent(erp.tenant, invoice, 100))
+        response = await post_event(erp, body, at=at)
+        assert response.status_code == 400, (at - now, response.text)
+        assert response.json()["type"] == "urn:inopsio:problem:invalid-signature"
+    assert (await erp.call("GET", f"/invoices/{invoice['id']}"))["amount_paid"] == "0.00"
+    # Within the tolerance both ways (a clock a minute ahead or behind Stripe's) it is booked.
+    for at in (now + 60, now - 60):
+        body = event("payment_intent.succeeded", intent(erp.tenant, invoice, 100))
+        response = await post_event(erp, body, at=at)
+        assert response.status_code == 200, response.text
+        assert response.json()["outcome"].startswith("booked 1.00")
+
+
 async def test_webhook_naming_another_tenants_invoice_books_nothing(erp, make_tenant, sign_in, client, kernel):
     await configured(erp)
     other = await make_tenant()

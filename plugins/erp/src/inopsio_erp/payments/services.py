@@ -31,6 +31,37 @@ def check_money(amount: Decimal, currency: str, pointer: str = "/amount") -> Dec
     return amount
 
 
+#: How far after today (the tenant's calendar) a payment may be dated: a bank's value date can fall a
+#: few days after the money is seen (weekends, bank holidays), never years ahead.
+RECEIVED_AFTER_TODAY = dt.timedelta(days=7)
+#: How far before the invoice's issue date a payment may be dated: a deposit or prepayment received up
+#: to a year before the invoice is written is booked on it; anything older is a typo (0202 for 2022).
+RECEIVED_BEFORE_ISSUE = dt.timedelta(days=365)
+
+
+def check_received_on(received_on: dt.date, invoice: Invoice, tenant: TenantInfo) -> dt.date:
+    """The day the money arrived, if an accountant would believe it: from a year before the invoice's
+    issue date to a week after today; a 422 problem naming ``/received_on`` otherwise."""
+    today = formatting.today(tenant)
+    latest = today + RECEIVED_AFTER_TODAY
+    if received_on > latest:
+        raise field_problem(
+            "/received_on",
+            f"the payment date {received_on} is more than {RECEIVED_AFTER_TODAY.days} days after today"
+            f" ({today}): book a payment once the money has arrived, dated at the latest {latest}",
+            code="payment-date-out-of-range",
+        )
+    earliest = (invoice.issue_date or today) - RECEIVED_BEFORE_ISSUE
+    if received_on < earliest:
+        raise field_problem(
+            "/received_on",
+            f"the payment date {received_on} is more than a year before the invoice's issue date"
+            f" ({invoice.issue_date or today}): the earliest date accepted is {earliest}",
+            code="payment-date-out-of-range",
+        )
+    return received_on
+
+
 def payment_event(
     invoice: Invoice, payment: Payment | None, amount: Decimal, method: str, reason: str | None = None
 ) -> PaymentEvent:
@@ -66,6 +97,7 @@ async def record_payment(
     if invoice.kind != "invoice" or invoice.status not in invoices.OPEN_STATES:
         raise Problem(409, "invoice-not-open", f"Payments are booked on open invoices; this one is {invoice.status}.")
     check_money(amount, invoice.currency)
+    received_on = check_received_on(received_on or formatting.today(tenant), invoice, tenant)
     open_balance = invoices.balance(invoice)
     if amount > open_balance:
         shown = open_balance.quantize(minor_unit(invoice.currency))
@@ -80,7 +112,7 @@ async def record_payment(
         method=method,
         amount=amount,
         currency=invoice.currency,
-        received_on=received_on or formatting.today(tenant),
+        received_on=received_on,
         reference=reference,
         note=note,
         provider_ref=provider_ref,
