@@ -1,5 +1,6 @@
 """Outgoing webhooks against a real HTTP receiver: signed deliveries, retries with backoff, 410 Gone,
-the test ping, the attempt log, tenant isolation, and refusing private targets in production."""
+the test ping, the attempt log, tenant isolation, refusing private targets in production, and
+carrying only the events the subscription's owner may read."""
 
 from __future__ import annotations
 
@@ -380,3 +381,60 @@ async def test_production_checks_the_address_again_at_delivery_time(receiver: Re
 async def test_a_test_installation_accepts_a_local_http_receiver(receiver: Receiver) -> None:
     test_settings = load_settings({}, environment="test")
     assert await validated_url(f" {receiver.url} ", test_settings) == receiver.url
+
+
+AUDIT = "kernel.audit.recorded"
+
+
+async def user_id_of(client: Any, headers: dict[str, str]) -> str:
+    me = await client.get("/api/v1/me", headers=headers)
+    assert me.status_code == 200, me.text
+    return str(me.json()["user_id"])
+
+
+async def test_a_webhook_set_up_by_an_admin_stops_carrying_audit_entries_once_the_admin_is_demoted(
+    client: Any, make_tenant: Any, sign_in: Any, drain_events: Any, run_jobs: Any, receiver: Receiver
+) -> None:
+    tenant = await make_tenant()
+    owner, admin = await sign_in(tenant, "owner"), await sign_in(tenant, "admin")
+    admin_id = await user_id_of(client, admin)
+    await drain_events()
+    body = {"url": receiver.url, "event_types": [AUDIT, "sample.note.*"]}
+    created = await client.post("/api/v1/webhooks", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["owner_id"] == admin_id
+    await sign_in(tenant, "viewer")  # an audit entry the admin may read
+    await drain_events()
+    await run_jobs()
+    assert AUDIT in {json.loads(r["body"])["type"] for r in receiver.requests}
+
+    demoted = await client.patch(f"/api/v1/members/{admin_id}", json={"role": "member"}, headers=owner)
+    assert demoted.status_code == 200, demoted.text
+    receiver.requests.clear()
+    await sign_in(tenant, "viewer")
+    note = await client.post("/api/v1/sample/notes", json={"title": "after"}, headers=owner)
+    assert note.status_code == 201, note.text
+    await drain_events()
+    await run_jobs()
+    assert [json.loads(r["body"])["type"] for r in receiver.requests] == ["sample.note.created"]
+
+
+async def test_subscribing_to_an_event_type_the_caller_may_not_read_is_refused(
+    client: Any, kernel: Any, make_tenant: Any, sign_in: Any, receiver: Receiver
+) -> None:
+    tenant = await make_tenant()
+    admin = await sign_in(tenant, "admin")
+    admin_id = await user_id_of(client, admin)
+    # An admin's key that may manage webhooks but not read the audit log.
+    _, secret = await kernel.identity.api_keys.create(tenant.id, admin_id, "hooks", ["kernel.webhooks.write"], None)
+    key = {"X-Tenant": tenant.slug, "Authorization": f"Bearer {secret}"}
+    for patterns in ([AUDIT], ["kernel.*"], ["*"]):
+        response = await client.post(
+            "/api/v1/webhooks", json={"url": receiver.url, "event_types": patterns}, headers=key
+        )
+        assert response.status_code == 422, (patterns, response.text)
+        problem = response.json()
+        assert problem["type"].endswith("unreadable-event-type")
+        assert problem["errors"][0]["pointer"] == "/event_types/0"
+    accepted = await client.post("/api/v1/webhooks", json={"url": receiver.url, "event_types": ["*"]}, headers=admin)
+    assert accepted.status_code == 201, accepted.text

@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from inopsio.db.roles import app_url_from_owner_url, check_app_role
 from inopsio.embedded import ensure_services
 from inopsio.errors import EXCEPTION_HANDLERS, Problem
 from inopsio.events.bus import EventBus
-from inopsio.events.schemas import EventHandler, EventType
+from inopsio.events.schemas import ANY_MEMBER, EventHandler, EventType
 from inopsio.identity.authentication import MODULE_OPT, AuthenticationMiddleware
 from inopsio.identity.rbac import Permission
 from inopsio.identity.services import Identity
@@ -170,7 +170,9 @@ def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
     for plugin, ((name, check), _) in registry.collect("register_health_checks", validate_check):
         kernel.health_checks.append((plugin, str(name), check))
     kernel.identity = Identity(settings, db, redis, tenants, quotas, collect_permissions(registry))
-    kernel.events = EventBus(db, redis, registry, settings.redis_namespace, *collect_events(registry))
+    kernel.events = EventBus(
+        db, redis, registry, settings.redis_namespace, *collect_events(registry, kernel.identity.authorizer.permissions)
+    )
     kernel.node_types = collect_node_types(registry, kernel.events)
     return kernel
 
@@ -194,9 +196,13 @@ def collect_node_types(registry: PluginRegistry, events: EventBus) -> dict[str, 
     return node_types
 
 
-def collect_events(registry: PluginRegistry) -> tuple[list[EventType], list[EventHandler]]:
-    """Declared event types and handlers; each named after its plugin (``crm.deal.won``)."""
+def collect_events(
+    registry: PluginRegistry, permissions: Iterable[str] | None = None
+) -> tuple[list[EventType], list[EventHandler]]:
+    """Declared event types and handlers; each type named after its plugin (``crm.deal.won``) and
+    readable with a declared permission (``permissions``: the plugins' own when not given)."""
     types: dict[str, EventType] = {}
+    declared = set(permissions) if permissions is not None else {p.name for p in collect_permissions(registry)}
 
     def validate_type(plugin: str, item: Any) -> None:
         if not isinstance(item, EventType):
@@ -206,6 +212,11 @@ def collect_events(registry: PluginRegistry) -> tuple[list[EventType], list[Even
             raise ValueError(f"event type {item.name!r} must start with {namespace + '.'!r}")
         if item.name in types:
             raise ValueError(f"event type {item.name!r} is declared twice")
+        if item.permission != ANY_MEMBER and item.permission not in declared:
+            raise ValueError(
+                f"event type {item.name!r} is read with permission {item.permission!r}, which no loaded "
+                "plugin declares (register_permissions)"
+            )
         types[item.name] = item
 
     registry.collect("register_event_types", validate_type)

@@ -3,6 +3,10 @@
 The kernel only keeps the catalogue: ``GET /api/v1/automation/node-types`` lists every node type of
 the tenant's enabled plugins with its configuration schema. The workflow plugin runs them; a plugin
 that declares a node type never imports the workflow plugin, nor the other way round.
+
+A trigger starts its workflow only for events the workflow's owner may read at that moment
+(:func:`trigger_may_fire`, the same rule as the activity feed, the WebSocket and webhooks), so a
+workflow cannot be used to see what its author may not.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
+
+from inopsio.events.schemas import DomainEvent
+from inopsio.events.visibility import UserReader
 
 NODE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){2,}$")
 NodeKind = Literal["trigger", "action", "condition"]
@@ -43,7 +50,8 @@ class NodeType(msgspec.Struct, frozen=True, kw_only=True):
 
     ``name`` is ``<plugin>.<thing>.<verb>`` (``crm.lead.assign``). ``config`` is the msgspec Struct
     of its settings (its JSON Schema drives the editor's form). A trigger names the event type
-    that starts it in ``event``; actions and conditions have an ``execute``.
+    that starts it in ``event``, and fires only for events its workflow's owner may read
+    (:func:`trigger_may_fire`); actions and conditions have an ``execute``.
     """
 
     name: str
@@ -72,6 +80,20 @@ class NodeType(msgspec.Struct, frozen=True, kw_only=True):
             "event": self.event,
             "config_schema": schema,
         }
+
+
+def trigger_may_fire(kernel: Any, owner_id: UUID | None, event: DomainEvent) -> bool:
+    """Whether ``event`` may start a workflow owned by ``owner_id`` (the user who last saved it).
+
+    The owner must be allowed to read the event now: its type's permission and row-level rule (a
+    member's workflow never fires on another member's private lead, nor on audit entries), with the
+    owner's current role. A workflow without an owner (their account is gone) fires on nothing.
+    A workflow runner calls this before starting a run, for every trigger an event matches.
+    """
+    if owner_id is None:
+        return False
+    reader = UserReader(kernel.identity.authorizer, owner_id, event.tenant_id)
+    return bool(kernel.events.readable_by(reader, event.type, event.data))
 
 
 def parse_config(node: NodeType, raw: dict[str, Any]) -> Any:

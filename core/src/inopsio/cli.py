@@ -264,6 +264,10 @@ def worker(burst: bool, metrics_port: int | None) -> None:
             registry = kernel.observability.metrics.exposition_registry()
             start_http_server(metrics_port, addr=kernel.settings.host, registry=registry)
         names = ", ".join(sorted(kernel.jobs.definitions))
+        # Webhook deliveries (queued by this process's dispatcher, sent by its jobs) carry only what
+        # their owners may read now: the worker keeps RBAC loaded and in step like a web process.
+        await kernel.identity.authorizer.load_all()
+        rbac = asyncio.create_task(kernel.identity.authorizer.follow_changes())
         try:
             if burst:
                 outcome = await drain(kernel, max_seconds=24 * 3600)
@@ -280,6 +284,9 @@ def worker(burst: bool, metrics_port: int | None) -> None:
                     with contextlib.suppress(asyncio.CancelledError):
                         await dispatcher
         finally:
+            rbac.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rbac
             kernel.observability.close()  # export the last spans; drop this process's live gauges
 
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):

@@ -70,11 +70,20 @@ def register_permissions(register: Callable[[Any], None]) -> None:
 
 @hookspec
 def register_event_types(register: Callable[[Any], None]) -> None:
-    """Declare event types: ``register(EventType(name=..., description=..., payload=SomeStruct))``.
+    """Declare event types: ``register(EventType(name=..., description=..., permission=..., payload=SomeStruct))``.
 
     Names are ``<plugin>.<thing>.<happened>`` (``crm.deal.stage_changed``); ``payload`` is the
     msgspec Struct the event's ``data`` follows (its JSON Schema is in ``GET /api/v1/events/catalog``
     and ``docs/events.md``). Publish with ``await kernel.events.publish(session, name, data)``.
+
+    ``permission`` (required) says who may read the type: a declared permission, usually the one that
+    reads the record in the API (``crm.deals.read``), or ``inopsio.events.schemas.ANY_MEMBER``.
+    ``visible=rule`` adds a row-level rule, ``rule(data, reader) -> bool`` (``reader.user_id``,
+    ``reader.allowed(permission)``; pure, no database), for records some holders of the permission
+    may not see (a member's private leads); it must answer ``False`` for data it does not recognise.
+    The activity feed, the WebSocket, webhooks and workflow triggers show an event only to readers
+    who pass both. A type without a permission, or naming one no loaded plugin declares, stops the
+    app at start-up with an error naming the plugin.
     """
 
 
@@ -182,7 +191,9 @@ def register_dashboard_cards(register: Callable[[Any], None]) -> None:
 def register_workflow_nodes(register: Callable[[Any], None]) -> None:
     """Add workflow node types: ``register(NodeType(name="crm.lead.assign", kind="action", ...))``.
 
-    Triggers name the event type that starts them; actions and conditions carry an async
-    ``execute(ctx, config, data)`` (see ``inopsio.automation``). Listed with their config schemas by
-    ``GET /api/v1/automation/node-types`` for the tenant's enabled plugins.
+    Triggers name the event type that starts them; a trigger fires only for events its workflow's
+    owner may read at that moment (``inopsio.automation.trigger_may_fire``, the rule of the activity
+    feed). Actions and conditions carry an async ``execute(ctx, config, data)`` (see
+    ``inopsio.automation``). Listed with their config schemas by ``GET /api/v1/automation/node-types``
+    for the tenant's enabled plugins.
     """

@@ -2,12 +2,14 @@
 
 ``await notify(kernel, session, title, recipient_id=user_id, body=..., link="/crm/leads/...")``
 publishes a ``kernel.notification.created`` event in the caller's transaction. The shell's
-notification area follows that topic over the WebSocket; the socket only passes on notifications
-addressed to its own user or to everyone, and ``GET /api/v1/me/notifications`` lists the recent ones.
+notification area follows that topic over the WebSocket; the event type's row-level rule
+(:func:`for_its_recipient`) passes on only notifications addressed to the reader or to everyone, in
+the feed and on the socket alike, and ``GET /api/v1/me/notifications`` lists the recent ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
@@ -18,9 +20,9 @@ if TYPE_CHECKING:
 
     from inopsio.kernel import Kernel
 
+    from inopsio.events.schemas import EventReader
 NOTIFICATION_TYPE = "kernel.notification.created"
 NOTIFICATION_TOPICS = frozenset({NOTIFICATION_TYPE, "kernel.notification.*"})
-_recipient = msgspec.json.Decoder(dict[str, Any])
 
 
 class Notification(msgspec.Struct, kw_only=True):
@@ -53,15 +55,10 @@ async def notify(
     await kernel.events.publish(session, NOTIFICATION_TYPE, note)
 
 
-def addressed_to(data: dict[str, Any] | None, user_id: UUID | None) -> bool:
-    """Whether a notification event's ``data`` is for ``user_id`` (theirs, or everyone's)."""
-    recipient = (data or {}).get("recipient_id")
+def for_its_recipient(data: Mapping[str, Any], reader: EventReader) -> bool:
+    """Visible to its recipient only (to every member when it has none)."""
+    if "recipient_id" not in data:
+        return False  # not a notification this code wrote: show it to nobody rather than everybody
+    recipient = data["recipient_id"]
+    user_id = reader.user_id
     return recipient is None or (user_id is not None and str(recipient) == str(user_id))
-
-
-def raw_addressed_to(raw: bytes, user_id: UUID | None) -> bool:
-    try:
-        event = _recipient.decode(raw)
-    except msgspec.DecodeError:
-        return False
-    return addressed_to(event.get("data"), user_id)

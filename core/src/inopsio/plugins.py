@@ -140,7 +140,13 @@ class PluginRegistry:
             call_kwargs = {k: v for k, v in kwargs.items() if k in impl.argnames}
             if "register" in impl.argnames:
                 call_kwargs["register"] = register
-            impl.function(**call_kwargs)
+            try:
+                impl.function(**call_kwargs)
+            except PluginError:
+                raise
+            except (TypeError, ValueError) as exc:
+                # An item the plugin could not even build (an EventType without its permission, ...).
+                raise PluginError(f"plugin {plugin_name!r}, hook {hook_name}: {type(exc).__name__}: {exc}") from exc
         return items
 
 

@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -37,7 +37,8 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from inopsio.db.base import new_id, utcnow
 from inopsio.db.engine import after_commit
 from inopsio.events.models import Delivery, EventRecord, PendingEvent
-from inopsio.events.schemas import DomainEvent, EventHandler, EventType
+from inopsio.events.schemas import DomainEvent, EventHandler, EventReader, EventType
+from inopsio.events.visibility import EventData, readable
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -221,6 +222,19 @@ class EventBus:
         self.announced = 0
         #: Seconds from an event's commit to its dispatch, last batch (for metrics).
         self.last_lag = 0.0
+
+    # -- who may read what ----------------------------------------------------------------------------
+
+    def readable_by(self, reader: EventReader, event_type: str, data: EventData | Callable[[], EventData]) -> bool:
+        """Whether ``reader`` may read an event of ``event_type`` with ``data``: the declared permission,
+        then the type's row-level rule (see :mod:`inopsio.events.visibility`). The feed, the WebSocket,
+        webhooks and workflow triggers all decide with this."""
+        return readable(self.types.get(event_type), reader, data)
+
+    def types_readable_by(self, reader: EventReader) -> list[str]:
+        """The declared types whose permission ``reader`` holds (their row-level rules still apply):
+        lets a query of the event log skip the others in SQL."""
+        return sorted(name for name, declared in self.types.items() if reader.allowed(declared.permission))
 
     # -- publishing ----------------------------------------------------------------------------------
 

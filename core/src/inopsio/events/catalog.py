@@ -7,14 +7,24 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from inopsio.events.schemas import EventType
+from inopsio.events.schemas import ANY_MEMBER, EventType
 
 START = "<!-- events:catalog:start -->"
 END = "<!-- events:catalog:end -->"
 
 
+def who_may_read(event_type: EventType) -> str:
+    """One sentence: the permission a reader needs, and the row-level rule when there is one."""
+    needed = "any member of the tenant" if event_type.permission == ANY_MEMBER else f"`{event_type.permission}`"
+    sentence = f"Read with {needed}"
+    if event_type.rule_summary is not None:
+        rule = event_type.rule_summary.rstrip(".")
+        sentence += f"; row-level rule: {rule[:1].lower()}{rule[1:]}"
+    return sentence + "."
+
+
 def render_markdown(types: Iterable[EventType]) -> str:
-    """One section per event type: its module, description and the JSON Schema of its data."""
+    """One section per event type: its module, description, who may read it and the JSON Schema of its data."""
     lines = [START, "", "## Catalog", ""]
     ordered = sorted(types, key=lambda t: t.name)
     if not ordered:
@@ -24,6 +34,8 @@ def render_markdown(types: Iterable[EventType]) -> str:
             f"### `{event_type.name}`",
             "",
             f"Module `{event_type.name.split('.', 1)[0]}`. {event_type.description}.",
+            "",
+            who_may_read(event_type),
             "",
             "```json",
             json.dumps(event_type.json_schema(), indent=2, sort_keys=True),

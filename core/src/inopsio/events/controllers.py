@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 from sqlalchemy import select
 
@@ -14,6 +14,12 @@ from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.errors import Problem
 from inopsio.events.models import Delivery, EventRecord
 from inopsio.events.schemas import CatalogEntry, DeliveryOut, EventOut, EventPage
+from inopsio.events.visibility import PrincipalReader
+from inopsio.identity.principal import principal_of
+
+#: Rows a feed request fetches at least per round trip, and at most in all, when looking for a full page.
+FEED_BATCH = 100
+FEED_SCAN_LIMIT = 5000
 
 
 class EventsController(Controller):
@@ -22,38 +28,77 @@ class EventsController(Controller):
 
     @get("/catalog")
     async def catalog(self, kernel: KernelDep) -> list[CatalogEntry]:
-        """Every event type the loaded plugins declare, with the JSON Schema of its data."""
+        """Every event type the loaded plugins declare: the JSON Schema of its data and who may read it."""
         return [
-            CatalogEntry(type=t.name, module=t.name.split(".", 1)[0], description=t.description, schema=t.json_schema())
+            CatalogEntry(
+                type=t.name,
+                module=t.name.split(".", 1)[0],
+                description=t.description,
+                permission=t.permission,
+                row_level=t.visible is not None,
+                schema=t.json_schema(),
+            )
             for t in sorted(kernel.events.types.values(), key=lambda t: t.name)
         ]
 
     @get("/", opt={"permission": "kernel.events.read"})
     async def feed(
         self,
+        request: Request[Any, Any, Any],
         kernel: KernelDep,
         tenant: CurrentTenant,
         type: Annotated[
             str | None, QueryParameter(max_length=150, description="Exact type, or a prefix ending in .*")
         ] = None,
         since: FromQuery[dt.datetime | None] = None,
-        after: Annotated[UUID | None, QueryParameter(description="Last event id of the previous page")] = None,
+        after: Annotated[UUID | None, QueryParameter(description="next_after of the previous page")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
     ) -> EventPage:
-        """The tenant's events, oldest first (activity feed; catching up after a reconnect)."""
-        query = select(EventRecord).order_by(EventRecord.id).limit(limit)
+        """The tenant's events the caller may read, oldest first (activity feed; catching up after a reconnect).
+
+        Each event type's permission, and its row-level rule (private leads, other members'
+        notifications), decide what a caller sees; see ``docs/events.md``.
+        """
+        principal = principal_of(request.scope)
+        if principal is None:  # the access guard admitted the request; this keeps the types honest
+            raise Problem(401, "authentication-required", "Sign in, or send an access token or API key.")
+        reader = PrincipalReader(kernel.identity.authorizer, principal, tenant.id)
+        events = kernel.events
+        # Types the caller may not read at all stay in the database; row-level rules are applied below.
+        query = (
+            select(EventRecord).where(EventRecord.type.in_(events.types_readable_by(reader))).order_by(EventRecord.id)
+        )
         if type:
             query = query.where(
                 EventRecord.type.startswith(type[:-1]) if type.endswith(".*") else EventRecord.type == type
             )
         if since is not None:
             query = query.where(EventRecord.occurred_at >= since)
-        if after is not None:
-            query = query.where(EventRecord.id > after)
+        items: list[EventOut] = []
+        cursor, scanned, exhausted = after, 0, False
         async with kernel.db.session(tenant.id) as session:
-            rows = (await session.execute(query)).scalars().all()
-        items = [EventOut(id=r.id, type=r.type, actor=r.actor, occurred_at=r.occurred_at, data=r.data) for r in rows]
-        return EventPage(items=items, next_after=items[-1].id if len(items) == limit else None)
+            # A page may take several batches when a row-level rule hides many events; the scan is
+            # bounded, and then the page ends early with next_after at the last event looked at.
+            while len(items) < limit and scanned < FEED_SCAN_LIMIT:
+                batch = max(limit - len(items), FEED_BATCH)
+                page_query = query.limit(batch) if cursor is None else query.where(EventRecord.id > cursor).limit(batch)
+                rows = (await session.execute(page_query)).scalars().all()
+                for row in rows:
+                    scanned += 1
+                    cursor = row.id
+                    if events.readable_by(reader, row.type, row.data):
+                        items.append(
+                            EventOut(
+                                id=row.id, type=row.type, actor=row.actor, occurred_at=row.occurred_at, data=row.data
+                            )
+                        )
+                        if len(items) == limit:
+                            break
+                if len(rows) < batch:
+                    # The log ends in this batch: read to its end, unless the page filled up before its last row.
+                    exhausted = not rows or cursor == rows[-1].id
+                    break
+        return EventPage(items=items, next_after=None if exhausted else cursor)
 
     @get("/deliveries", opt={"permission": "kernel.events.admin"})
     async def deliveries(

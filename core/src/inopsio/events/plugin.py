@@ -12,15 +12,18 @@ from inopsio.db.base import utcnow
 from inopsio.db.engine import switch_tenant
 from inopsio.events.controllers import EventsController
 from inopsio.events.models import Delivery, EventRecord, PendingEvent
-from inopsio.events.schemas import EventType
+from inopsio.events.schemas import ANY_MEMBER, EventType
 from inopsio.identity.audit import AuditRecorded
 from inopsio.identity.rbac import Permission
-from inopsio.notifications import NOTIFICATION_TYPE, Notification
+from inopsio.notifications import NOTIFICATION_TYPE, Notification, for_its_recipient
 from inopsio.settings import Settings
 from inopsio.tenancy.models import Tenant
 
 if TYPE_CHECKING:
     from inopsio.kernel import Kernel
+
+#: Declared by the identity feature (``GET /api/v1/audit``).
+AUDIT_READ_PERMISSION = "kernel.audit.read"
 
 
 @hookimpl
@@ -36,6 +39,8 @@ def register_event_types(register: Any) -> None:
         EventType(
             name="kernel.audit.recorded",
             description="A security-relevant action was written to the tenant's audit log",
+            # Whoever may not read the audit log may not read its entries in the feed either.
+            permission=AUDIT_READ_PERMISSION,
             payload=AuditRecorded,
         )
     )
@@ -43,7 +48,9 @@ def register_event_types(register: Any) -> None:
         EventType(
             name=NOTIFICATION_TYPE,
             description="An in-app alert for one user (recipient_id) or every member of the tenant",
+            permission=ANY_MEMBER,
             payload=Notification,
+            visible=for_its_recipient,
         )
     )
 

@@ -16,6 +16,10 @@ Server to client::
     {"op": "pong"}
     {"op": "error", "code": "...", "detail": "...", "topic": "..."?}
 
+A socket gets only the events its principal may read: each event type's permission and row-level
+rule (:mod:`inopsio.events.visibility`), checked live and in the catch-up alike, so a member
+subscribed to ``*`` sees neither audit entries nor another member's private leads.
+
 A ``subscribe`` with ``since`` first sends the matching events after that id from the tenant's
 event log (in id order, at most :data:`CATCH_UP_LIMIT`), then live ones. The handover has neither
 gaps nor duplicates: the topics are live (events queue up) before the log is read, the queue is
@@ -44,8 +48,8 @@ from sqlalchemy import or_, select
 
 from inopsio.db.base import new_id
 from inopsio.events.models import EventRecord
-from inopsio.notifications import NOTIFICATION_TYPE, addressed_to, raw_addressed_to
-from inopsio.realtime.hub import EventHeader
+from inopsio.events.visibility import PrincipalReader
+from inopsio.realtime.hub import EventHeader, SharedEvent
 from inopsio.realtime.topics import TopicPolicy, topic_matches
 
 if TYPE_CHECKING:
@@ -95,6 +99,8 @@ class RealtimeConnection:
         self.tenant_id = tenant.id
         self.principal = principal
         self.policy: TopicPolicy = kernel.realtime.policy
+        #: Decides which events this socket may receive (answers come from the RBAC cache).
+        self.reader = PrincipalReader(kernel.identity.authorizer, principal, tenant.id)
         self.topics: list[str] = []
         self.queue: asyncio.Queue[tuple[UUID, str]] = asyncio.Queue(QUEUE_SIZE)
         self.send_lock = asyncio.Lock()
@@ -107,15 +113,16 @@ class RealtimeConnection:
 
     # -- fed by the hub (must never block) ---------------------------------------------------------
 
-    def offer(self, header: EventHeader, raw: bytes, frames: dict[str, str]) -> None:
+    def offer(self, header: EventHeader, event: SharedEvent) -> None:
         topic = next((t for t in self.topics if topic_matches(t, header.type)), None)
         if topic is None or self._closing is not None:
             return
-        if header.type == NOTIFICATION_TYPE and not raw_addressed_to(raw, self.principal.user_id):
+        if not self.kernel.events.readable_by(self.reader, header.type, event.data):
             return
         frame = frames.get(topic)
+        frames = event.frames
         if frame is None:
-            frame_bytes = b'{"op":"event","topic":' + _encoder.encode(topic) + b',"event":' + raw + b"}"
+            frame_bytes = b'{"op":"event","topic":' + _encoder.encode(topic) + b',"event":' + event.raw + b"}"
             frames[topic] = frame = frame_bytes.decode()
         try:
             self.queue.put_nowait((header.id, frame))
@@ -238,8 +245,16 @@ class RealtimeConnection:
             await self._catch_up(message.since, accepted)
 
     async def _catch_up(self, since: UUID, topics: list[str]) -> None:
-        """Send the logged events after ``since`` matching ``topics``, holding live ones back meanwhile."""
-        query = select(EventRecord).where(EventRecord.id > since).order_by(EventRecord.id).limit(CATCH_UP_LIMIT + 1)
+        """Send the logged events after ``since`` matching ``topics`` that the principal may read,
+        holding live ones back meanwhile."""
+        events = self.kernel.events
+        query = (
+            select(EventRecord)
+            # Types the principal may not read at all are left in the database.
+            .where(EventRecord.id > since, EventRecord.type.in_(events.types_readable_by(self.reader)))
+            .order_by(EventRecord.id)
+            .limit(CATCH_UP_LIMIT + 1)
+        )
         if "*" not in topics:
             conditions = [
                 EventRecord.type.startswith(t[:-1], autoescape=True) if t.endswith(".*") else EventRecord.type == t
@@ -254,7 +269,7 @@ class RealtimeConnection:
                 if record.id in self._sent:
                     continue
                 topic = next(t for t in topics if topic_matches(t, record.type))
-                if record.type == NOTIFICATION_TYPE and not addressed_to(record.data, self.principal.user_id):
+                if not events.readable_by(self.reader, record.type, record.data):
                     continue
                 event = {
                     "id": record.id,

@@ -14,8 +14,10 @@ names); the catch-up handover needs to know when Redis has *confirmed* a subscri
 socket that cannot keep up must be closed (so it reconnects with ``since`` and misses nothing),
 where Litestar's backlog strategies drop messages silently.
 
-A message is decoded once per process, its frame built once per topic, matched against each of its
-tenant's sockets' topics (sockets of other tenants never see it) and offered to the socket's bounded
+A message's header is decoded once per process, its frame built once per topic, matched against each
+of its tenant's sockets' topics (sockets of other tenants never see it), checked against what each
+socket's principal may read (:mod:`inopsio.events.visibility`: cached permission answers, and the
+event's data decoded once, only if a row-level rule asks for it) and offered to the socket's bounded
 queue without waiting: a slow socket overflows its own queue and is closed, and never holds up the
 others. When the Redis connection is lost and comes back, every socket catches up from the last event
 it was sent, through the event log.
@@ -63,18 +65,44 @@ class EventHeader(msgspec.Struct):
     tenant_id: UUID
 
 
+class _EventData(msgspec.Struct):
+    data: dict[str, Any] = {}
+
+
+_data_decoder = msgspec.json.Decoder(_EventData)
+
+
+class SharedEvent:
+    """One event as this process received it, shared by its tenant's sockets.
+
+    ``frames`` holds the frame for each topic, built by the first socket that needs it, so an event
+    is encoded once per topic, not once per socket; :meth:`data` decodes the event's data the first
+    time a socket's row-level rule asks for it, and never again.
+    """
+
+    __slots__ = ("_data", "frames", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.frames: dict[str, str] = {}
+        self._data: dict[str, Any] | None = None
+
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            try:
+                self._data = _data_decoder.decode(self.raw).data
+            except msgspec.MsgspecError:
+                self._data = {}  # row-level rules fail closed on data they do not recognise
+        return self._data
+
+
 class Subscriber(Protocol):
     """What the hub needs of a connection."""
 
     tenant_id: UUID
 
-    def offer(self, header: EventHeader, raw: bytes, frames: dict[str, str]) -> None:
-        """Queue the event if it matches the connection's topics; must not block.
-
-        ``frames`` is shared by the event's subscribers in this process: the frame for a topic,
-        built by the first subscriber that needs it, so an event is encoded once per topic, not
-        once per socket.
-        """
+    def offer(self, header: EventHeader, event: SharedEvent) -> None:
+        """Queue the event if it matches the connection's topics and its principal may read it; must not block."""
 
     def resync(self) -> None:
         """Events may have been missed (the Redis feed was down): catch up from the event log."""
@@ -265,6 +293,6 @@ class RealtimeHub:
             # Never forward an event into another tenant, whoever published it on this channel.
             log.warning("dropping event %s of tenant %s published on %s", header.id, header.tenant_id, channel)
             return
-        frames: dict[str, str] = {}
+        event = SharedEvent(raw)
         for subscriber in list(feed.subscribers):
-            subscriber.offer(header, raw, frames)
+            subscriber.offer(header, event)

@@ -7,15 +7,20 @@ tenant or a Redis channel: the server only ever reads the connection's tenant's 
 The rule, simple on purpose: events of module ``M`` may be followed by whoever holds at least one
 permission of ``M`` (``M.<resource>.<action>``), because each such permission already shows some of
 M's data; ``kernel.events.read`` (the activity feed) covers every module, and is required for
-``*`` and for ``kernel.*`` topics. An API key needs such a permission listed on the key itself.
+``*`` and for ``kernel.*`` topics. A topic must also match at least one event type the principal may
+read (its declared permission, :mod:`inopsio.events.visibility`); which events of a followed topic
+reach the socket is decided event by event, by the same rule. An API key holds a permission when the
+key lists it and its creator holds it now (``Authorizer.allows``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from inopsio.events.schemas import EventType
+from inopsio.events.visibility import PrincipalReader
 from inopsio.identity.principal import Principal
 from inopsio.identity.rbac import Authorizer
 from inopsio.notifications import NOTIFICATION_TOPICS
@@ -49,9 +54,10 @@ class TopicRefusal:
 class TopicPolicy:
     """Checks topics against the declared event types, the tenant's modules and RBAC."""
 
-    def __init__(self, authorizer: Authorizer, event_types: Iterable[str]) -> None:
+    def __init__(self, authorizer: Authorizer, event_types: Mapping[str, EventType]) -> None:
         self.authorizer = authorizer
-        self.event_types = sorted(event_types)
+        self.declared = dict(event_types)
+        self.event_types = sorted(self.declared)
 
     def check(self, topic: object, principal: Principal, tenant: TenantInfo) -> TopicRefusal | None:
         """``None`` when ``principal`` may follow ``topic`` in ``tenant``, else why not."""
@@ -71,18 +77,29 @@ class TopicPolicy:
         if not self.allowed(topic, principal, tenant):
             needed = FEED_PERMISSION if module == KERNEL_MODULE else f"a permission of {module!r} or {FEED_PERMISSION}"
             return TopicRefusal(topic, "forbidden", f"Following this topic requires {needed}.")
+        if not self.reads_any(topic, principal, tenant):
+            return TopicRefusal(
+                topic,
+                "forbidden",
+                "You may not read any event type this topic matches (see GET /api/v1/events/catalog).",
+            )
         return None
 
     def allowed(self, topic: str, principal: Principal, tenant: TenantInfo) -> bool:
+        """The module rule above (see the module doc)."""
         if topic in NOTIFICATION_TOPICS and principal.kind == "user":
-            return True  # every member gets their own alerts (the socket filters by recipient)
+            return True  # every member gets their own alerts (the notifications' rule picks the recipient)
         module = topic_module(topic)
         candidates = [FEED_PERMISSION]
         if module != KERNEL_MODULE:
             candidates += [p for p in self.authorizer.permissions if p.startswith(module + ".")]
-        if principal.kind == "api_key":
-            held = principal.permissions or frozenset()
-            return any(p in held for p in candidates)
-        if principal.user_id is None:
-            return False
-        return any(self.authorizer.allowed(principal.user_id, tenant.id, p) for p in candidates)
+        return any(self.authorizer.allows(principal, tenant.id, p) for p in candidates)
+
+    def reads_any(self, topic: str, principal: Principal, tenant: TenantInfo) -> bool:
+        """Whether ``principal`` holds the permission of at least one event type ``topic`` matches."""
+        reader = PrincipalReader(self.authorizer, principal, tenant.id)
+        return any(
+            reader.allowed(declared.permission)
+            for name, declared in self.declared.items()
+            if topic_matches(topic, name)
+        )

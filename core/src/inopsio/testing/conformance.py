@@ -1,12 +1,20 @@
-"""Tenant isolation conformance: for every tenant-owned table of every loaded plugin, prove through
+"""Conformance checks every plugin must pass, whoever wrote it.
+
+Event visibility: every event type of every installed plugin declares who may read it (a permission
+that plugin or the kernel declares, or ``ANY_MEMBER``), so the activity feed, the WebSocket, webhooks
+and workflow triggers can filter it (:func:`test_every_event_type_declares_who_may_read_it`, run once
+per installed plugin, and :func:`test_the_catalog_says_who_may_read_each_event_type` on the app).
+
+Tenant isolation: for every tenant-owned table of every loaded plugin, prove through
 the application's database role that tenant B can neither read, update, delete nor insert tenant A's
 rows (nor move its own rows into A), and that a transaction without a tenant sees nothing.
 
 The statements are plain SQL on the tables, never the ORM: the ORM adds its own tenant filter, and
 this check must catch a table whose row-level security is missing even when that filter is there.
 
-Third-party plugins get it by adding one line to a test module::
+Third-party plugins get them by adding lines to a test module::
 
+    from inopsio.testing.conformance import test_every_event_type_declares_who_may_read_it  # noqa: F401
     from inopsio.testing.conformance import test_tenant_isolation  # noqa: F401
 
 A model can supply values for its columns (e.g. to satisfy a check constraint) with a classmethod
@@ -234,3 +242,60 @@ def test_every_loaded_tenant_table_is_checked(kernel: Any) -> None:
     """No tenant-owned table of a loaded plugin escapes the isolation check above."""
     missing = loaded_tenant_tables(kernel) - set(discover_tenant_tables())
     assert not missing, f"tenant-owned tables not covered by the isolation check: {sorted(missing)}"
+
+
+def event_type_problems(registry: Any) -> list[str]:
+    """What is wrong with who may read the event types the plugins of ``registry`` declare.
+
+    Walks the ``register_event_types`` hook itself, without the start-up checks (which stop at the
+    first fault), so every fault of every type is reported, each naming its plugin.
+    """
+    from inopsio.app import collect_permissions
+    from inopsio.events.schemas import ANY_MEMBER, EventType
+    from inopsio.plugins import PluginError
+
+    try:
+        declared = {permission.name for permission in collect_permissions(registry)}
+        registered = registry.collect("register_event_types")
+    except PluginError as exc:  # a type the plugin could not even build, e.g. without a permission
+        return [str(exc)]
+    problems = []
+    for plugin, item in registered:
+        if not isinstance(item, EventType):
+            problems.append(f"plugin {plugin!r} registered {item!r}, not an EventType")
+        elif item.permission != ANY_MEMBER and item.permission not in declared:
+            problems.append(
+                f"plugin {plugin!r}: event type {item.name!r} is read with {item.permission!r}, "
+                "which no loaded plugin declares"
+            )
+        elif item.visible is not None and not callable(item.visible):
+            problems.append(f"plugin {plugin!r}: event type {item.name!r} has a row-level rule that is no function")
+    return problems
+
+
+def test_every_event_type_declares_who_may_read_it(inopsio_installed_plugin: str) -> None:
+    """Each event type of this installed plugin names a declared permission (or ANY_MEMBER) to read it."""
+    from inopsio.plugins import KERNEL, build_plugin_manager
+
+    # The plugin alone with the kernel: a plugin may rely on no other plugin's permissions.
+    registry = build_plugin_manager([] if inopsio_installed_plugin == KERNEL else [inopsio_installed_plugin])
+    problems = event_type_problems(registry)
+    assert not problems, "; ".join(problems)
+
+
+async def test_the_catalog_says_who_may_read_each_event_type(
+    client: Any, kernel: Any, make_tenant: Any, sign_in: Any
+) -> None:
+    """``GET /api/v1/events/catalog`` of the running app gives every type a declared permission."""
+    from inopsio.events.schemas import ANY_MEMBER
+
+    tenant = await make_tenant()
+    response = await client.get("/api/v1/events/catalog", headers=await sign_in(tenant, "viewer"))
+    assert response.status_code == 200, response.text
+    catalog = response.json()
+    assert {entry["type"] for entry in catalog} == set(kernel.events.types)
+    declared = set(kernel.identity.authorizer.permissions) | {ANY_MEMBER}
+    undeclared = {
+        entry["type"]: entry.get("permission") for entry in catalog if entry.get("permission") not in declared
+    }
+    assert not undeclared, f"event types without a declared read permission: {undeclared}"

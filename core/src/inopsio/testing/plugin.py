@@ -272,7 +272,13 @@ def run_jobs(kernel: Any) -> Callable[..., Awaitable[Any]]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrise ``inopsio_tenant_table`` with every tenant-owned table of the loaded plugins."""
+    """Parametrise ``inopsio_tenant_table`` with every tenant-owned table of the loaded plugins, and
+    ``inopsio_installed_plugin`` with the kernel and every installed plugin."""
+    if "inopsio_installed_plugin" in metafunc.fixturenames:
+        from inopsio.plugins import KERNEL, installed_entry_points
+
+        names = [KERNEL, *sorted(installed_entry_points())]
+        metafunc.parametrize("inopsio_installed_plugin", names, ids=names)
     if "inopsio_tenant_table" in metafunc.fixturenames:
         from inopsio.testing.conformance import discover_tenant_tables
 

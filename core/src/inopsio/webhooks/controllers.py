@@ -9,6 +9,8 @@ from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from inopsio.deps import CurrentTenant, KernelDep
+from inopsio.errors import Problem
+from inopsio.events.visibility import PrincipalReader
 from inopsio.identity.authentication import PERMISSION_OPT
 from inopsio.identity.controllers import client_of
 from inopsio.identity.principal import principal_of
@@ -39,6 +41,14 @@ def _actor(request: Request[Any, Any, Any]) -> dict[str, Any]:
     }
 
 
+def _reader(request: Request[Any, Any, Any], kernel: Any, tenant_id: UUID) -> PrincipalReader:
+    """The acting user or API key as an event reader: it becomes the subscription's owner."""
+    principal = principal_of(request.scope)
+    if principal is None:  # the access guard admitted the request; this keeps the types honest
+        raise Problem(401, "authentication-required", "Sign in, or send an access token or API key.")
+    return PrincipalReader(kernel.identity.authorizer, principal, tenant_id)
+
+
 def _fields(row: WebhookSubscription) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -47,6 +57,7 @@ def _fields(row: WebhookSubscription) -> dict[str, Any]:
         "description": row.description,
         "enabled": row.enabled,
         "disabled_reason": row.disabled_reason,
+        "owner_id": row.created_by,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
@@ -76,8 +87,11 @@ class WebhooksController(Controller):
     async def create_subscription(
         self, request: Request[Any, Any, Any], kernel: KernelDep, tenant: CurrentTenant, data: JSONBody[SubscriptionIn]
     ) -> SubscriptionWithSecret:
-        """Subscribe a URL to event types. The signing secret is in this response only."""
-        row, secret = await WebhookService(kernel, tenant.id).create(data, _actor(request))
+        """Subscribe a URL to event types the caller may read; the caller owns the subscription, which
+        carries only events its owner may read at each delivery. The signing secret is in this response only."""
+        row, secret = await WebhookService(kernel, tenant.id).create(
+            data, _actor(request), _reader(request, kernel, tenant.id)
+        )
         return SubscriptionWithSecret(**_fields(row), secret=secret)
 
     @get("/", opt=WRITE)
@@ -100,8 +114,10 @@ class WebhooksController(Controller):
         subscription_id: FromPath[UUID],
         data: JSONBody[SubscriptionPatch],
     ) -> SubscriptionOut:
-        """Change the fields given; re-enabling clears ``disabled_reason``."""
-        row = await WebhookService(kernel, tenant.id).update(subscription_id, data, _actor(request))
+        """Change the fields given (the caller becomes the owner); re-enabling clears ``disabled_reason``."""
+        row = await WebhookService(kernel, tenant.id).update(
+            subscription_id, data, _actor(request), _reader(request, kernel, tenant.id)
+        )
         return SubscriptionOut(**_fields(row))
 
     @delete("/{subscription_id:uuid}", status_code=204, opt=WRITE)

@@ -1,7 +1,9 @@
 """Sending one signed webhook request, and the job and event handler that deliver events with retries.
 
-Every event is offered to the tenant's enabled subscriptions whose event types match; each match
-becomes one job (id ``<event id>:<subscription id>``, so a redelivered event queues nothing new).
+Every event is offered to the tenant's enabled subscriptions whose event types match and whose
+owner may read it now (the kernel's rule, :mod:`inopsio.events.visibility`: an owner demoted or
+removed since the subscription was set up stops receiving what they lost); each match becomes one
+job (id ``<event id>:<subscription id>``, so a redelivered event queues nothing new).
 The job POSTs the event, logs the attempt, and on a failure raises so the job queue retries it
 ``webhook_retry_base_seconds`` later, doubling up to an hour, until ``webhook_retry_window_seconds``
 after the first attempt; then it gives up. A 410 Gone switches the subscription off.
@@ -26,6 +28,7 @@ from sqlalchemy import func, select, update
 from inopsio import __version__
 from inopsio.db.base import utcnow
 from inopsio.events.models import EventRecord
+from inopsio.events.visibility import owner_reader
 from inopsio.identity import audit
 from inopsio.jobs import PermanentJobError
 from inopsio.net import UnsafeUrlError, check_public_url, outbound_client
@@ -35,7 +38,7 @@ from inopsio.webhooks.schemas import WebhookPayload
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from inopsio.events.schemas import DomainEvent
+    from inopsio.events.schemas import DomainEvent, EventReader
     from inopsio.jobs import JobContext
     from inopsio.kernel import Kernel
     from inopsio.settings import Settings
@@ -47,8 +50,10 @@ TIMEOUT_SECONDS = 10.0
 RESPONSE_BODY_BYTES = 1024
 MAX_RETRY_DELAY_SECONDS = 3600.0
 SIGNATURE_HEADER = "Inopsio-Signature"
-#: Where :func:`enqueue_deliveries` keeps a transaction's enabled subscriptions (``session.info``).
+#: Where :func:`enqueue_deliveries` keeps a transaction's enabled subscriptions and their owners'
+#: readers (``session.info``).
 SUBSCRIPTIONS_INFO = "kernel.webhooks.subscriptions"
+READERS_INFO = "kernel.webhooks.readers"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -185,19 +190,28 @@ async def record_attempt(
 
 
 async def enqueue_deliveries(event: DomainEvent, ctx: dict[str, Any]) -> None:
-    """Event handler (every type): queue one delivery job per matching enabled subscription."""
+    """Event handler (every type): queue one delivery job per matching enabled subscription whose owner
+    may read the event now."""
     kernel: Kernel = ctx["kernel"]
     session: AsyncSession = ctx["session"]
     # The dispatcher delivers a tenant's batch of events in one transaction: read the (usually
     # empty) subscription list once per transaction, not once per event.
-    subscriptions: list[tuple[UUID, list[str]]] | None = session.info.get(SUBSCRIPTIONS_INFO)
+    subscriptions: list[tuple[UUID, list[str], UUID | None]] | None = session.info.get(SUBSCRIPTIONS_INFO)
     if subscriptions is None:
         rows = await session.execute(
-            select(WebhookSubscription.id, WebhookSubscription.event_types).where(WebhookSubscription.enabled.is_(True))
+            select(WebhookSubscription.id, WebhookSubscription.event_types, WebhookSubscription.created_by).where(
+                WebhookSubscription.enabled.is_(True)
+            )
         )
-        subscriptions = session.info[SUBSCRIPTIONS_INFO] = [(r[0], list(r[1])) for r in rows]
-    for subscription_id, patterns in subscriptions:
-        if matches(patterns, event.type):
+        subscriptions = session.info[SUBSCRIPTIONS_INFO] = [(r[0], list(r[1]), r[2]) for r in rows]
+    readers: dict[UUID | None, EventReader] = session.info.setdefault(READERS_INFO, {})
+    for subscription_id, patterns, owner_id in subscriptions:
+        if not matches(patterns, event.type):
+            continue
+        reader = readers.get(owner_id)
+        if reader is None:
+            reader = readers[owner_id] = owner_reader(kernel.identity.authorizer, owner_id, event.tenant_id)
+        if kernel.events.readable_by(reader, event.type, event.data):
             await kernel.jobs.enqueue(
                 DELIVER_JOB,
                 tenant_id=event.tenant_id,
@@ -225,6 +239,9 @@ async def deliver(ctx: JobContext, *, subscription_id: str, event_id: str) -> st
         ).scalar_one_or_none()
         if record is None:
             return "skipped"  # past the event log's retention
+        owner = owner_reader(kernel.identity.authorizer, subscription.created_by, subscription.tenant_id)
+        if not kernel.events.readable_by(owner, record.type, record.data):
+            return "skipped"  # the owner lost the right to read it since it was queued (a retry, a day later)
         count, first_at, delivered = (
             await session.execute(
                 select(

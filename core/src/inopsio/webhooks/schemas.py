@@ -39,6 +39,9 @@ class SubscriptionOut(msgspec.Struct, kw_only=True):
     enabled: bool
     #: Why the subscription switched itself off (the receiver answered 410 Gone), else null.
     disabled_reason: str | None
+    #: Who set it up or last changed it: it delivers only the events this user may read at the time
+    #: (null: set up before subscriptions had owners, delivered as the built-in admin role would read).
+    owner_id: UUID | None
     created_at: dt.datetime
     updated_at: dt.datetime
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from inopsio.webhooks.schemas import SubscriptionIn, SubscriptionPatch, WebhookP
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from inopsio.events.schemas import EventReader, EventType
     from inopsio.kernel import Kernel
     from inopsio.settings import Settings
 
@@ -42,30 +43,53 @@ async def validated_url(url: str, settings: Settings) -> str:
     return url
 
 
-def validated_event_types(patterns: list[str], declared: Iterable[str]) -> list[str]:
-    """The patterns without duplicates, or a 422 problem naming each that matches no declared type."""
-    known = set(declared)
-    errors = []
+def validated_event_types(patterns: list[str], declared: Mapping[str, EventType], reader: EventReader) -> list[str]:
+    """The patterns without duplicates, or a 422 problem naming each that matches no declared type, or
+    a type ``reader`` (who sets the subscription up) may not read: a subscription never asks for
+    more than its owner may see, even when the owner acts through an API key of narrower scope."""
+    unknown, unreadable = [], []
     for index, pattern in enumerate(patterns):
-        if pattern == "*" or pattern in known:
-            continue
-        prefix = pattern[:-1] if pattern.endswith(".*") else None
-        if prefix and prefix != "." and any(name.startswith(prefix) for name in known):
-            continue
-        errors.append({"pointer": f"/event_types/{index}", "detail": f"{pattern!r} matches no declared event type"})
-    if errors:
+        prefix = pattern[:-1] if pattern.endswith(".*") and pattern != ".*" else None
+        matched = [
+            t
+            for name, t in declared.items()
+            if pattern in ("*", name) or (prefix is not None and name.startswith(prefix))
+        ]
+        pointer = f"/event_types/{index}"
+        if not matched:
+            unknown.append({"pointer": pointer, "detail": f"{pattern!r} matches no declared event type"})
+        else:
+            lacking = sorted({t.name for t in matched if not reader.allowed(t.permission)})
+            if lacking:
+                shown = ", ".join(lacking[:5]) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
+                unreadable.append(
+                    {"pointer": pointer, "detail": f"{pattern!r} takes event types you may not read: {shown}"}
+                )
+    if unknown:
         raise Problem(
             422,
             "unknown-event-type",
             "Subscribe to declared event types (see GET /api/v1/events/catalog), a prefix such as "
             "'crm.deal.*', or '*'.",
-            errors=errors,
+            errors=unknown,
+        )
+    if unreadable:
+        raise Problem(
+            422,
+            "unreadable-event-type",
+            "A subscription carries only events its owner (who sets it up or last changes it) may read: "
+            "name only event types (or prefixes of them) you may read.",
+            errors=unreadable,
         )
     return list(dict.fromkeys(patterns))
 
 
 class WebhookService:
-    """One tenant's subscriptions; every change is written to the audit log with ``actor`` fields."""
+    """One tenant's subscriptions; every change is written to the audit log with ``actor`` fields.
+
+    Whoever creates or changes a subscription becomes its owner (``created_by``): it delivers only the
+    events its owner may read at the time of each delivery (see ``docs/webhooks.md``).
+    """
 
     def __init__(self, kernel: Kernel, tenant_id: UUID) -> None:
         self.kernel = kernel
@@ -83,10 +107,13 @@ class WebhookService:
             raise Problem(404, "not-found", "No such webhook subscription.")
         return row
 
-    async def create(self, data: SubscriptionIn, actor: dict[str, Any]) -> tuple[WebhookSubscription, str]:
-        """A new subscription and its signing secret (in plain text: the caller shows it once)."""
+    async def create(
+        self, data: SubscriptionIn, actor: dict[str, Any], reader: EventReader
+    ) -> tuple[WebhookSubscription, str]:
+        """A new subscription owned by ``reader`` (the actor), and its signing secret (in plain text:
+        the caller shows it once)."""
         url = await validated_url(data.url, self.kernel.settings)
-        event_types = validated_event_types(data.event_types, self.kernel.events.types)
+        event_types = validated_event_types(data.event_types, self.kernel.events.types, reader)
         secret, sealed = self._new_secret()
         async with self.kernel.db.session(self.tenant_id) as session:
             row = WebhookSubscription(
@@ -96,6 +123,7 @@ class WebhookService:
                 description=data.description.strip(),
                 enabled=data.enabled,
                 secret=sealed,
+                created_by=reader.user_id,
             )
             session.add(row)
             await session.flush()
@@ -120,13 +148,15 @@ class WebhookService:
             return await self._get(session, subscription_id)
 
     async def update(
-        self, subscription_id: UUID, data: SubscriptionPatch, actor: dict[str, Any]
+        self, subscription_id: UUID, data: SubscriptionPatch, actor: dict[str, Any], reader: EventReader
     ) -> WebhookSubscription:
+        """Change the fields given; a change makes ``reader`` (the actor) the subscription's owner, so
+        the event types it keeps must be ones the actor may read."""
         changes: dict[str, Any] = {}
         if not isinstance(data.url, msgspec.UnsetType):
             changes["url"] = await validated_url(data.url, self.kernel.settings)
         if not isinstance(data.event_types, msgspec.UnsetType):
-            changes["event_types"] = validated_event_types(data.event_types, self.kernel.events.types)
+            changes["event_types"] = validated_event_types(data.event_types, self.kernel.events.types, reader)
         if not isinstance(data.description, msgspec.UnsetType):
             changes["description"] = data.description.strip()
         if not isinstance(data.enabled, msgspec.UnsetType):
@@ -134,12 +164,16 @@ class WebhookService:
         async with self.kernel.db.session(self.tenant_id) as session:
             row = await self._get(session, subscription_id, lock=True)
             changed = {k: v for k, v in changes.items() if getattr(row, k) != v}
+            if changed and "event_types" not in changes:
+                # The actor becomes the owner: the types kept must be readable by them too.
+                validated_event_types(list(row.event_types), self.kernel.events.types, reader)
             for field, value in changed.items():
                 setattr(row, field, value)
             if changed.get("enabled") is True:
                 row.disabled_reason = None
             if changed:
                 row.updated_at = utcnow()
+                row.created_by = reader.user_id
                 await audit.record(
                     session,
                     self.tenant_id,

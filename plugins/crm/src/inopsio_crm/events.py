@@ -1,13 +1,19 @@
-"""The CRM's event types and their payloads (``docs/events.md`` lists them with their JSON Schemas)."""
+"""The CRM's event types, their payloads and who may read them (``docs/events.md`` lists them)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import msgspec
 
-from inopsio.events.schemas import EventType
+from inopsio.events.schemas import EventReader, EventType
+from inopsio_crm.permissions import READ_ALL_LEADS
+
+LEADS_READ = "crm.leads.read"
+DEALS_READ = "crm.deals.read"
 
 
 class LeadCreated(msgspec.Struct, kw_only=True):
@@ -25,6 +31,8 @@ class LeadUpdated(msgspec.Struct, kw_only=True):
     #: The names of the fields that changed.
     changed: list[str]
     status: str
+    #: The lead's owner once the change is made (who may see the event, see :func:`lead_visible`).
+    owner_id: UUID | None
 
 
 class LeadAssigned(msgspec.Struct, kw_only=True):
@@ -40,6 +48,7 @@ class LeadConverted(msgspec.Struct, kw_only=True):
     contact_id: UUID
     company_id: UUID | None
     deal_id: UUID | None
+    owner_id: UUID | None
 
 
 class LeadMerged(msgspec.Struct, kw_only=True):
@@ -47,6 +56,8 @@ class LeadMerged(msgspec.Struct, kw_only=True):
     survivor_id: UUID
     #: The lead folded into it (soft-deleted, remembered as merged).
     merged_id: UUID
+    #: The surviving lead's owner after the merge.
+    owner_id: UUID | None
 
 
 class DealCreated(msgspec.Struct, kw_only=True):
@@ -79,18 +90,34 @@ class DealClosed(msgspec.Struct, kw_only=True):
     owner_id: UUID | None
 
 
+def lead_visible(data: Mapping[str, Any], reader: EventReader) -> bool:
+    """Every lead with crm.leads.read_all; otherwise the reader's own leads and unassigned ones."""
+    if reader.allowed(READ_ALL_LEADS):
+        return True
+    if "owner_id" not in data:
+        return False  # stored before lead events named the owner: whose it is is unknown
+    owner = data["owner_id"]
+    user_id = reader.user_id
+    return owner is None or (user_id is not None and str(owner) == str(user_id))
+
+
+def _lead_event(name: str, description: str, payload: type[msgspec.Struct]) -> EventType:
+    # Like the lead list: private leads stay private in the activity feed and on sockets.
+    return EventType(name=name, description=description, permission=LEADS_READ, payload=payload, visible=lead_visible)
+
+
+def _deal_event(name: str, description: str, payload: type[msgspec.Struct]) -> EventType:
+    return EventType(name=name, description=description, permission=DEALS_READ, payload=payload)
+
+
 EVENT_TYPES = (
-    EventType(name="crm.lead.created", description="A lead was created (by hand, import or API)", payload=LeadCreated),
-    EventType(name="crm.lead.updated", description="A lead's fields changed", payload=LeadUpdated),
-    EventType(name="crm.lead.assigned", description="A lead got a new owner (or none)", payload=LeadAssigned),
-    EventType(
-        name="crm.lead.converted", description="A lead became a contact, a company and a deal", payload=LeadConverted
-    ),
-    EventType(name="crm.lead.merged", description="A duplicate lead was merged into another", payload=LeadMerged),
-    EventType(name="crm.deal.created", description="A deal was created", payload=DealCreated),
-    EventType(
-        name="crm.deal.stage_changed", description="A deal moved to another stage or position", payload=DealStageChanged
-    ),
-    EventType(name="crm.deal.won", description="A deal entered a won stage", payload=DealClosed),
-    EventType(name="crm.deal.lost", description="A deal entered a lost stage", payload=DealClosed),
+    _lead_event("crm.lead.created", "A lead was created (by hand, import or API)", LeadCreated),
+    _lead_event("crm.lead.updated", "A lead's fields changed", LeadUpdated),
+    _lead_event("crm.lead.assigned", "A lead got a new owner (or none)", LeadAssigned),
+    _lead_event("crm.lead.converted", "A lead became a contact, a company and a deal", LeadConverted),
+    _lead_event("crm.lead.merged", "A duplicate lead was merged into another", LeadMerged),
+    _deal_event("crm.deal.created", "A deal was created", DealCreated),
+    _deal_event("crm.deal.stage_changed", "A deal moved to another stage or position", DealStageChanged),
+    _deal_event("crm.deal.won", "A deal entered a won stage", DealClosed),
+    _deal_event("crm.deal.lost", "A deal entered a lost stage", DealClosed),
 )

@@ -1,4 +1,4 @@
-"""The ERP plugin's event types and the msgspec Structs their ``data`` follows (see docs/events.md)."""
+"""The ERP plugin's event types, the msgspec Structs their ``data`` follows and who may read them (docs/events.md)."""
 
 from __future__ import annotations
 
@@ -49,13 +49,26 @@ async def publish(
         await kernel.events.publish(session, event_type, data, actor=actor)
 
 
+INVOICES_READ = "erp.invoices.read"
+PAYMENTS_READ = "erp.payments.read"
+
+
+def _invoice_event(name: str, description: str) -> EventType:
+    return EventType(name=name, description=description, permission=INVOICES_READ, payload=InvoiceEvent)
+
+
+def _payment_event(name: str, description: str) -> EventType:
+    return EventType(name=name, description=description, permission=PAYMENTS_READ, payload=PaymentEvent)
+
+
+#: Each is read with the permission that reads its record (invoices, payments) in the API.
 EVENT_TYPES = (
-    EventType(name="erp.invoice.issued", description="An invoice or credit note was issued", payload=InvoiceEvent),
-    EventType(name="erp.invoice.sent", description="An invoice was emailed to its customer", payload=InvoiceEvent),
-    EventType(name="erp.invoice.paid", description="An invoice was paid in full", payload=InvoiceEvent),
-    EventType(name="erp.invoice.overdue", description="An invoice passed its due date unpaid", payload=InvoiceEvent),
-    EventType(name="erp.invoice.voided", description="An issued invoice was voided", payload=InvoiceEvent),
-    EventType(name="erp.payment.received", description="A payment was booked on an invoice", payload=PaymentEvent),
-    EventType(name="erp.payment.failed", description="A card or bank payment attempt failed", payload=PaymentEvent),
-    EventType(name="erp.payment.refunded", description="Money was refunded on an invoice", payload=PaymentEvent),
+    _invoice_event("erp.invoice.issued", "An invoice or credit note was issued"),
+    _invoice_event("erp.invoice.sent", "An invoice was emailed to its customer"),
+    _invoice_event("erp.invoice.paid", "An invoice was paid in full"),
+    _invoice_event("erp.invoice.overdue", "An invoice passed its due date unpaid"),
+    _invoice_event("erp.invoice.voided", "An issued invoice was voided"),
+    _payment_event("erp.payment.received", "A payment was booked on an invoice"),
+    _payment_event("erp.payment.failed", "A card or bank payment attempt failed"),
+    _payment_event("erp.payment.refunded", "Money was refunded on an invoice"),
 )

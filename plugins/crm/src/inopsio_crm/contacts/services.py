@@ -337,6 +337,7 @@ class ContactService:
                 contact_id=contact.id,
                 company_id=company.id if company else None,
                 deal_id=deal.id if deal else None,
+                owner_id=lead.owner_id,
             ),
         )
         return ConversionOut(

@@ -274,7 +274,9 @@ class LeadService:
         if changed:
             lead.updated_at = utcnow()
             await self.kernel.events.publish(
-                self.session, "crm.lead.updated", LeadUpdated(lead_id=lead.id, changed=changed, status=lead.status)
+                self.session,
+                "crm.lead.updated",
+                LeadUpdated(lead_id=lead.id, changed=changed, status=lead.status, owner_id=new_owner),
             )
         if new_owner != lead.owner_id:
             await self._set_owner(lead, new_owner, "manual")
@@ -355,7 +357,9 @@ class LeadService:
         )
         await self.session.flush()
         await self.kernel.events.publish(
-            self.session, "crm.lead.merged", LeadMerged(survivor_id=survivor.id, merged_id=duplicate.id)
+            self.session,
+            "crm.lead.merged",
+            LeadMerged(survivor_id=survivor.id, merged_id=duplicate.id, owner_id=survivor.owner_id),
         )
         return survivor
 

@@ -90,7 +90,14 @@ async def on_tenant_created(tenant: Any, session: Any) -> None:
 
 @hookimpl
 def register_event_types(register: Any) -> None:
-    register(EventType(name="sample.note.created", description="A note was written", payload=NoteCreated))
+    register(
+        EventType(
+            name="sample.note.created",
+            description="A note was written",
+            permission="sample.notes.read",
+            payload=NoteCreated,
+        )
+    )
 
 
 async def tag_new_note(event: DomainEvent, ctx: dict[str, Any]) -> None:
