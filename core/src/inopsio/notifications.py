@@ -18,9 +18,9 @@ import msgspec
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from inopsio.events.schemas import EventReader
     from inopsio.kernel import Kernel
 
-    from inopsio.events.schemas import EventReader
 NOTIFICATION_TYPE = "kernel.notification.created"
 NOTIFICATION_TOPICS = frozenset({NOTIFICATION_TYPE, "kernel.notification.*"})
 

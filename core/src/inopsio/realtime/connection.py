@@ -98,9 +98,9 @@ class RealtimeConnection:
         self.tenant = tenant
         self.tenant_id = tenant.id
         self.principal = principal
-        self.policy: TopicPolicy = kernel.realtime.policy
         #: Decides which events this socket may receive (answers come from the RBAC cache).
         self.reader = PrincipalReader(kernel.identity.authorizer, principal, tenant.id)
+        self.policy: TopicPolicy = kernel.realtime.policy
         self.topics: list[str] = []
         self.queue: asyncio.Queue[tuple[UUID, str]] = asyncio.Queue(QUEUE_SIZE)
         self.send_lock = asyncio.Lock()
@@ -119,8 +119,8 @@ class RealtimeConnection:
             return
         if not self.kernel.events.readable_by(self.reader, header.type, event.data):
             return
-        frame = frames.get(topic)
         frames = event.frames
+        frame = frames.get(topic)
         if frame is None:
             frame_bytes = b'{"op":"event","topic":' + _encoder.encode(topic) + b',"event":' + event.raw + b"}"
             frames[topic] = frame = frame_bytes.decode()
