@@ -5,12 +5,14 @@ which every test checks by reading the state afterwards."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import itertools
 import json
 import re
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +25,7 @@ from sqlalchemy import func, select, text
 from inopsio.errors import PROBLEM_MEDIA_TYPE
 from inopsio.identity.emailed_tokens import RESET_PASSWORD, issue
 from inopsio.identity.models import AuditEntry, AuthSession, Invitation, Membership, User
+from inopsio.identity.throttle import source_of
 from inopsio.identity.totp import totp_for
 
 PASSWORD = "correct horse battery staple 42"
@@ -346,27 +349,44 @@ def _refused_or_verbatim(response: httpx.Response, payload: str, echoed: Any, wh
     return True
 
 
+def _refused_or_accepted(response: httpx.Response, what: str) -> bool:
+    """True when accepted for later (202, sign-up), False when refused with a 4xx problem."""
+    assert response.status_code < 500, f"{what}: {response.status_code} {response.text[:300]}"
+    if response.status_code >= 400:
+        assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE), f"{what}: {response.text[:300]}"
+        return False
+    assert response.status_code == 202, f"{what}: {response.text[:300]}"
+    return True
+
+
 @pytest.mark.parametrize("kind", list(PAYLOADS))
 async def test_payloads_in_text_fields_are_refused_or_stored_verbatim(
-    kind: str, client: Any, kernel: Any, make_tenant: Any, sign_in: Any
+    kind: str, client: Any, kernel: Any, make_tenant: Any, sign_in: Any, smtp_sink: Any, run_jobs: Any
 ) -> None:
     payload = PAYLOADS[kind]
     tenant = await make_tenant()
     owner = await sign_in(tenant, "owner")
 
+    email = f"payload-{secrets.token_hex(4)}@example.com"
     signup = await client.post(
         "/api/v1/auth/signup",
         json={
-            "email": f"payload-{secrets.token_hex(4)}@example.com",
+            "email": email,
             "password": PASSWORD,
             "name": payload,
             "tenant_slug": f"p-{secrets.token_hex(5)}",
             "tenant_name": payload,
         },
     )
-    if _refused_or_verbatim(signup, payload, signup.json().get("tenant", {}).get("name"), "sign-up tenant name"):
-        user = await kernel.identity.accounts.user_by_email(signup.json()["email"])
-        assert user.name == payload.strip()[:200]
+    if _refused_or_accepted(signup, "sign-up"):
+        await run_jobs()
+        [message] = smtp_sink.to(email)
+        link = re.search(r"/signup/confirm\?token=([\w-]+)", message.get_body(("plain",)).get_content())
+        assert link, "sign-up link"
+        created = await client.post("/api/v1/auth/signup/confirm", json={"token": link.group(1)})
+        if _refused_or_verbatim(created, payload, created.json().get("tenant", {}).get("name"), "sign-up tenant name"):
+            user = await kernel.identity.accounts.user_by_email(email)
+            assert user.name == payload.strip()[:200]
 
     for field in ("name", "tenant_slug", "email"):
         body = {"email": "x@example.com", "password": PASSWORD, "tenant_slug": "ok-slug", "tenant_name": "ok"}
@@ -435,7 +455,7 @@ async def test_oversized_body_is_refused_with_413_and_writes_nothing(
 async def test_password_guessing_reaches_a_lockout_with_the_time_left(
     web: httpx.AsyncClient, kernel: Any, make_tenant: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Fewer free attempts than the default, so the slow-down before the lockout stays short.
+    # Fewer free attempts than the default keep the test short.
     monkeypatch.setattr(kernel.identity.accounts.throttle, "max_failures", 5)
     tenant = await make_tenant()
     email = await new_member(kernel, tenant)
@@ -453,3 +473,206 @@ async def test_password_guessing_reaches_a_lockout_with_the_time_left(
     assert_problem(right, 429, "login-locked")
     assert await sessions_of(kernel, tenant, email) == []
     assert (await audit_actions(kernel, tenant)).count("auth.signin.failed") == 5
+
+
+@contextlib.asynccontextmanager
+async def client_at(inopsio_app: Any, kernel: Any, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests come from ``address``."""
+    transport = httpx.ASGITransport(app=inopsio_app, client=(address, 40000), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{kernel.settings.base_domain}") as client:
+        yield client
+
+
+def fresh_address() -> str:
+    return f"198.18.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
+
+
+async def test_the_holder_signs_in_from_their_own_address_while_an_attacker_hammers_from_another(
+    inopsio_app: Any, kernel: Any, make_tenant: Any
+) -> None:
+    tenant = await make_tenant()
+    other_tenant = await make_tenant()
+    email = await new_member(kernel, tenant)
+    async with client_at(inopsio_app, kernel, fresh_address()) as attacker:
+        statuses = [
+            (await login(attacker, other_tenant.slug, email, f"guess {n}")).status_code
+            for n in range(kernel.settings.login_max_failures + 5)
+        ]
+    assert statuses == [401] * kernel.settings.login_max_failures + [429] * 5
+    async with client_at(inopsio_app, kernel, fresh_address()) as holder:
+        signed_in = await login(holder, tenant.slug, email)
+    assert signed_in.status_code == 200, signed_in.text
+
+
+async def test_failures_from_one_address_make_each_further_attempt_from_there_wait_longer(
+    web: httpx.AsyncClient, kernel: Any, make_tenant: Any
+) -> None:
+    throttle = kernel.identity.accounts.throttle
+    tenant = await make_tenant()
+    email = await new_member(kernel, tenant)
+    for attempt in range(throttle.max_failures):
+        assert_problem(await login(web, tenant.slug, email, f"guess {attempt}"), 401, "invalid-credentials")
+    waiting = assert_problem(await login(web, tenant.slug, email, "one more"), 429, "login-locked")
+    assert 25 <= waiting["retry_after"] <= 30
+    # Each failure after the first wait doubles the next one, up to the lockout length.
+    n = throttle.max_failures
+    assert [throttle.delay_after(n + k) for k in range(7)] == [30, 60, 120, 240, 480, 900, 900]
+    assert throttle.delay_after(n - 1) == 0
+
+
+async def test_spraying_from_many_addresses_locks_the_account_except_where_its_holder_signed_in_before(
+    inopsio_app: Any, kernel: Any, make_tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kernel.identity.accounts.throttle, "spray_sources", 3)
+    tenant = await make_tenant()
+    email = await new_member(kernel, tenant)
+    home = fresh_address()
+    async with client_at(inopsio_app, kernel, home) as holder:
+        assert (await login(holder, tenant.slug, email)).status_code == 200
+    for _ in range(3):
+        async with client_at(inopsio_app, kernel, fresh_address()) as bot:
+            assert_problem(await login(bot, tenant.slug, email, "spray password 1"), 401, "invalid-credentials")
+    async with client_at(inopsio_app, kernel, fresh_address()) as elsewhere:
+        locked = assert_problem(await login(elsewhere, tenant.slug, email), 429, "login-locked")
+    assert 0 < locked["retry_after"] <= kernel.settings.login_lockout_seconds
+    async with client_at(inopsio_app, kernel, home) as holder:
+        assert (await login(holder, tenant.slug, email)).status_code == 200
+
+
+async def test_one_address_failing_on_many_accounts_is_locked_out_and_no_one_else_is(
+    inopsio_app: Any, kernel: Any, make_tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kernel.identity.accounts.throttle, "address_max_failures", 3)
+    tenant = await make_tenant()
+    victim = await new_member(kernel, tenant)
+    async with client_at(inopsio_app, kernel, fresh_address()) as stuffer:
+        for n in range(3):
+            assert_problem(
+                await login(stuffer, tenant.slug, f"nobody-{n}@example.com", "leaked 1"), 401, "invalid-credentials"
+            )
+        assert_problem(await login(stuffer, tenant.slug, victim), 429, "login-locked")
+    async with client_at(inopsio_app, kernel, fresh_address()) as holder:
+        assert (await login(holder, tenant.slug, victim)).status_code == 200
+
+
+def test_a_source_is_an_ipv4_address_or_an_ipv6_64_network() -> None:
+    assert source_of("203.0.113.7") == "203.0.113.7"
+    assert source_of("::ffff:203.0.113.7") == "203.0.113.7"
+    assert source_of("2001:db8:1:2:aaaa::1") == source_of("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert source_of("2001:db8:1:3::1") != source_of("2001:db8:1:2::1")
+    assert source_of("") == "unknown"
+
+
+# -- names, and other tenants' members ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ada\nLovelace",
+        "Acme\r\nBcc: x@example.com",
+        "tab\there",
+        "nul\u0000",
+        "bell\u0007",
+        "sep\u2028x",
+        "\u202egnp.exe",
+    ],
+)
+async def test_line_breaks_and_control_characters_in_names_are_refused_with_422_at_the_field(
+    name: str,
+    client: Any,
+    kernel: Any,
+    make_tenant: Any,
+    sign_in: Any,
+    operator_headers: dict[str, str],
+    smtp_sink: Any,
+    run_jobs: Any,
+) -> None:
+    def assert_at(response: httpx.Response, pointer: str) -> None:
+        body = assert_problem(response, 422, "invalid-name")
+        assert body["errors"][0]["pointer"] == pointer, body
+
+    signup = {
+        "email": f"n-{secrets.token_hex(4)}@example.com",
+        "password": PASSWORD,
+        "tenant_slug": f"n-{secrets.token_hex(4)}",
+    }
+    assert_at(await client.post("/api/v1/auth/signup", json={**signup, "name": name, "tenant_name": "Fine"}), "/name")
+    assert_at(
+        await client.post("/api/v1/auth/signup", json={**signup, "name": "Fine", "tenant_name": name}), "/tenant_name"
+    )
+    await run_jobs()
+    assert smtp_sink.to(signup["email"]) == []
+
+    tenant = await make_tenant()
+    owner = await sign_in(tenant, "owner")
+    assert_at(
+        await client.patch("/api/v1/tenant/settings", json={"display_name": name}, headers=owner), "/display_name"
+    )
+    assert (await kernel.tenants.get(tenant.id)).settings.display_name is None
+
+    invited = f"i-{secrets.token_hex(4)}@example.com"
+    assert (
+        await client.post("/api/v1/invitations", json={"email": invited, "role": "member"}, headers=owner)
+    ).status_code == 201
+    await run_jobs()
+    [message] = smtp_sink.to(invited)
+    token = re.search(r"/accept-invitation\?token=([\w-]+)", message.get_body(("plain",)).get_content())
+    assert token
+    accept = {"token": token.group(1), "password": PASSWORD}
+    assert_at(
+        await client.post(
+            "/api/v1/auth/invitations/accept", json={**accept, "name": name}, headers={"X-Tenant": tenant.slug}
+        ),
+        "/name",
+    )
+    assert await kernel.identity.accounts.user_by_email(invited) is None
+
+    slug = f"op-{secrets.token_hex(4)}"
+    platform = "/api/v1/platform/tenants"
+    assert_at(await client.post(platform, json={"slug": slug, "name": name}, headers=operator_headers), "/name")
+    assert_at(
+        await client.post(
+            platform, json={"slug": slug, "name": "Fine", "settings": {"display_name": name}}, headers=operator_headers
+        ),
+        "/settings/display_name",
+    )
+    assert await kernel.tenants.directory.get(slug) is None
+    assert_at(
+        await client.patch(f"{platform}/{tenant.id}/settings", json={"display_name": name}, headers=operator_headers),
+        "/display_name",
+    )
+
+
+async def test_names_with_joiners_accents_and_right_to_left_scripts_are_kept(
+    client: Any, make_tenant: Any, sign_in: Any
+) -> None:
+    tenant = await make_tenant()
+    owner = await sign_in(tenant, "owner")
+    for name in ("Zoë 👩\u200d💻 e\u0301", "مهرداد\u200cی", "Åsa O'Brien-Łukasz"):
+        changed = await client.patch("/api/v1/tenant/settings", json={"display_name": name}, headers=owner)
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["display_name"] == name
+
+
+async def test_revoking_sessions_of_a_user_who_is_not_a_member_here_is_404_like_an_unknown_id(
+    client: Any, kernel: Any, make_tenant: Any, sign_in: Any
+) -> None:
+    here, elsewhere = await make_tenant(), await make_tenant()
+    admin = await sign_in(here, "admin")
+    outsider_email = await new_member(kernel, elsewhere)
+    outsider = await kernel.identity.accounts.user_by_email(outsider_email)
+    await login(client, elsewhere.slug, outsider_email)
+
+    for user_id in (outsider.id, uuid.uuid4()):
+        response = await client.post(f"/api/v1/members/{user_id}/revoke-sessions", headers=admin)
+        assert_problem(response, 404, "not-found")
+    assert [s.revoked_at for s in await sessions_of(kernel, elsewhere, outsider_email)] == [None]
+    assert "auth.session.revoked" not in await audit_actions(kernel, here)
+
+    member = await sign_in(here, "member")
+    member_id = (await client.get("/api/v1/me", headers=member)).json()["user_id"]
+    revoked = await client.post(f"/api/v1/members/{member_id}/revoke-sessions", headers=admin)
+    assert revoked.status_code == 200
+    assert revoked.json() == {"revoked": 1}
+    assert (await client.get("/api/v1/me", headers=member)).status_code == 401

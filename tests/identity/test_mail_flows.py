@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import update
 
 from inopsio.crypto import digest
+from inopsio.identity.emailed_tokens import VERIFY_EMAIL, issue
 from inopsio.identity.models import UserToken
 
 PASSWORD = "correct horse battery staple 42"
@@ -42,14 +43,19 @@ async def only_mail_to(smtp_sink: Any, run_jobs: Any, address: str) -> EmailMess
     return message  # type: ignore[no-any-return]
 
 
-async def signup(client: Any) -> dict[str, Any]:
+async def signup(client: Any, smtp_sink: Any, run_jobs: Any) -> dict[str, Any]:
+    """A workspace and its owner, through the sign-up API and the link it mails; the mailbox is then emptied."""
     slug = f"mail-{secrets.token_hex(4)}"
     email = f"owner-{secrets.token_hex(4)}@example.com"
     response = await client.post(
         "/api/v1/auth/signup",
         json={"email": email, "password": PASSWORD, "name": "Ada", "tenant_slug": slug, "tenant_name": "Acme Mail"},
     )
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
+    token = link_token(await only_mail_to(smtp_sink, run_jobs, email), "/signup/confirm")
+    confirmed = await client.post("/api/v1/auth/signup/confirm", json={"token": token})
+    assert confirmed.status_code == 201, confirmed.text
+    smtp_sink.clear()
     return {"slug": slug, "email": email}
 
 
@@ -59,22 +65,49 @@ async def login(client: Any, slug: str, email: str, password: str) -> Any:
     )
 
 
-async def test_signup_mails_a_verification_link_that_works_once(client: Any, smtp_sink: Any, run_jobs: Any) -> None:
-    account = await signup(client)
-    message = await only_mail_to(smtp_sink, run_jobs, account["email"])
-    assert "Acme Mail" in message["Subject"]
-    assert message["From"].addresses[0].display_name == "Acme Mail"
-    assert f"http://{account['slug']}.localhost:8000/verify-email?token=" in text_of(message)
-    token = link_token(message, "/verify-email")
-    headers = {"X-Tenant": account["slug"]}
+async def test_signup_mails_a_link_that_creates_the_workspace_with_a_verified_address_once(
+    client: Any, smtp_sink: Any, run_jobs: Any
+) -> None:
+    slug, email = f"mail-{secrets.token_hex(4)}", f"owner-{secrets.token_hex(4)}@example.com"
+    body = {"email": email, "password": PASSWORD, "name": "Ada", "tenant_slug": slug, "tenant_name": "Acme Mail"}
+    asked = await client.post("/api/v1/auth/signup", json=body)
+    assert asked.status_code == 202, asked.text
+    # Nothing exists before the link is followed: not the workspace, not the account.
+    assert (await client.get("/api/v1/tenant", headers={"X-Tenant": slug})).status_code == 404
+    message = await only_mail_to(smtp_sink, run_jobs, email)
+    assert message["Subject"] == "Confirm your e-mail address to create your workspace"
+    assert "Acme Mail" in text_of(message)
+    assert "http://localhost:8000/signup/confirm?token=" in text_of(message)
+    token = link_token(message, "/signup/confirm")
+
+    created = await client.post("/api/v1/auth/signup/confirm", json={"token": token})
+    assert created.status_code == 201, created.text
+    assert created.json()["tenant"]["slug"] == slug
+    assert created.json()["email"] == email
+    headers = {"X-Tenant": slug}
+    tokens = (await login(client, slug, email, PASSWORD)).json()
+    me = await client.get("/api/v1/me", headers={**headers, "Authorization": f"Bearer {tokens['access_token']}"})
+    assert me.json()["email_verified"] is True
+    assert me.json()["role"] == "owner"
+
+    again = await client.post("/api/v1/auth/signup/confirm", json={"token": token})
+    assert again.status_code == 400
+    assert again.json()["type"] == "urn:inopsio:problem:invalid-token"
+
+
+async def test_verification_links_mailed_before_sign_up_confirmed_addresses_still_work_once(
+    client: Any, kernel: Any, make_tenant: Any
+) -> None:
+    tenant = await make_tenant()
+    email = f"unverified-{secrets.token_hex(4)}@example.com"
+    user = await kernel.identity.accounts.create_member(tenant, email, PASSWORD, "member")
+    async with kernel.db.session(tenant.id) as session:
+        token = await issue(session, user.id, VERIFY_EMAIL, dt.timedelta(hours=48))
+    headers = {"X-Tenant": tenant.slug}
 
     verified = await client.post("/api/v1/auth/verify-email", json={"token": token}, headers=headers)
     assert verified.status_code == 200, verified.text
-    assert verified.json() == {"email": account["email"], "email_verified": True}
-    tokens = (await login(client, account["slug"], account["email"], PASSWORD)).json()
-    me = await client.get("/api/v1/me", headers={**headers, "Authorization": f"Bearer {tokens['access_token']}"})
-    assert me.json()["email_verified"] is True
-
+    assert verified.json() == {"email": email, "email_verified": True}
     again = await client.post("/api/v1/auth/verify-email", json={"token": token}, headers=headers)
     assert again.status_code == 400
     assert again.json()["type"] == "urn:inopsio:problem:invalid-token"
@@ -83,9 +116,7 @@ async def test_signup_mails_a_verification_link_that_works_once(client: Any, smt
 async def test_forgot_password_answers_the_same_for_unknown_addresses_and_mails_only_members(
     client: Any, smtp_sink: Any, run_jobs: Any
 ) -> None:
-    account = await signup(client)
-    await run_jobs()
-    smtp_sink.clear()
+    account = await signup(client, smtp_sink, run_jobs)
     headers = {"X-Tenant": account["slug"]}
     unknown = await client.post("/api/v1/auth/password/forgot", json={"email": "nobody@example.com"}, headers=headers)
     known = await client.post("/api/v1/auth/password/forgot", json={"email": account["email"]}, headers=headers)
@@ -100,11 +131,9 @@ async def test_forgot_password_answers_the_same_for_unknown_addresses_and_mails_
 async def test_password_reset_link_works_once_and_ends_every_session(
     client: Any, smtp_sink: Any, run_jobs: Any
 ) -> None:
-    account = await signup(client)
+    account = await signup(client, smtp_sink, run_jobs)
     headers = {"X-Tenant": account["slug"]}
     old = (await login(client, account["slug"], account["email"], PASSWORD)).json()
-    await run_jobs()
-    smtp_sink.clear()
     await client.post("/api/v1/auth/password/forgot", json={"email": account["email"]}, headers=headers)
     token = link_token(await only_mail_to(smtp_sink, run_jobs, account["email"]), "/reset-password")
 
@@ -127,10 +156,8 @@ async def test_password_reset_link_works_once_and_ends_every_session(
 
 
 async def test_expired_reset_link_is_refused(client: Any, kernel: Any, smtp_sink: Any, run_jobs: Any) -> None:
-    account = await signup(client)
+    account = await signup(client, smtp_sink, run_jobs)
     headers = {"X-Tenant": account["slug"]}
-    await run_jobs()
-    smtp_sink.clear()
     await client.post("/api/v1/auth/password/forgot", json={"email": account["email"]}, headers=headers)
     token = link_token(await only_mail_to(smtp_sink, run_jobs, account["email"]), "/reset-password")
     async with kernel.db.session(None) as session:
@@ -202,14 +229,11 @@ async def test_invitation_accepted_while_signed_in_as_another_address_is_refused
 async def test_existing_identity_joins_only_by_proving_it_is_the_invited_one(
     client: Any, make_tenant: Any, sign_in: Any, smtp_sink: Any, run_jobs: Any
 ) -> None:
-    account = await signup(client)
+    account = await signup(client, smtp_sink, run_jobs)
     tenant = await make_tenant()
     admin = await sign_in(tenant, "admin")
     await client.post("/api/v1/invitations", json={"email": account["email"], "role": "viewer"}, headers=admin)
-    await run_jobs()
-    # The sign-up's verification mail went to the same address; the jobs may deliver in any order.
-    [message] = [m for m in smtp_sink.to(account["email"]) if "/accept-invitation" in text_of(m)]
-    token = link_token(message, "/accept-invitation")
+    token = link_token(await only_mail_to(smtp_sink, run_jobs, account["email"]), "/accept-invitation")
     headers = {"X-Tenant": tenant.slug}
     wrong = await client.post(
         "/api/v1/auth/invitations/accept", json={"token": token, "password": "not the password"}, headers=headers

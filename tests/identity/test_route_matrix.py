@@ -59,8 +59,10 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/health/live"): OPEN,
     ("GET", "/health/ready"): OPEN,
     ("POST", "/api/v1/auth/signup"): OPEN,
+    ("POST", "/api/v1/auth/signup/confirm"): OPEN,
     # the web shell's pages (the API behind them is in this table too)
     ("GET", "/signup"): OPEN,
+    ("GET", "/signup/confirm"): OPEN,
     ("GET", "/login"): ENTRY,
     ("GET", "/"): ENTRY,
     ("GET", "/forgot-password"): PUBLIC,

@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from inopsio.identity.models import AuditEntry, RecoveryCode, User
+from inopsio.errors import Problem
+from inopsio.identity.models import AuditEntry, AuthSession, RecoveryCode, User
+from inopsio.identity.services import ClientInfo
 from inopsio.identity.totp import matching_step, totp_for
 
 PASSWORD = "correct horse battery staple 42"
@@ -387,3 +390,79 @@ async def test_tenant_not_requiring_2fa_lets_members_without_it_in(
     account = await new_member(kernel, tenant)
     await login(web, account)
     assert (await web.get("/api/v1/members", headers=account.headers)).status_code == 200
+
+
+# -- turning 2FA on ends the sessions opened with the password alone --------------------------------
+
+
+async def test_turning_2fa_on_ends_every_other_session_in_every_tenant_keeps_this_one_and_audits_it(
+    web: httpx.AsyncClient, inopsio_app: Any, kernel: Any, make_tenant: Any, clock: Clock
+) -> None:
+    tenant, other_tenant = await make_tenant(), await make_tenant()
+    account = await new_member(kernel, tenant)
+    await kernel.identity.accounts.create_member(other_tenant, account.email, PASSWORD, "member")
+    elsewhere, there = Account(tenant, account.email), Account(other_tenant, account.email)
+    for signed_in in (account, elsewhere, there):
+        assert (await login(web, signed_in)).status_code == 200
+    transport = httpx.ASGITransport(app=inopsio_app, client=("198.51.99.7", 40000), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{kernel.settings.base_domain}") as browser:
+        opened = await browser.post(
+            "/api/v1/auth/web-login",
+            json={"email": account.email, "password": PASSWORD},
+            headers={"X-Tenant": tenant.slug},
+        )
+        assert opened.status_code == 200, opened.text
+        assert (await browser.get("/api/v1/me", headers={"X-Tenant": tenant.slug})).status_code == 200
+
+        await enrol(web, account, clock)
+
+        # The browser's session, the other API sessions here and in the other tenant: all ended.
+        assert problem_code(await browser.get("/api/v1/me", headers={"X-Tenant": tenant.slug})) == "session-ended"
+    for ended in (elsewhere, there):
+        assert problem_code(await web.get("/api/v1/me", headers=ended.headers)) == "session-ended"
+        refreshed = await web.post(
+            "/api/v1/auth/refresh", json={"refresh_token": ended.refresh_token}, headers={"X-Tenant": ended.tenant.slug}
+        )
+        assert problem_code(refreshed) == "session-ended"
+    # The one that turned it on goes on, and its refreshed token carries the second factor.
+    assert (await web.get("/api/v1/me", headers=account.headers)).status_code == 200
+    refreshed = await web.post(
+        "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}, headers={"X-Tenant": tenant.slug}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    assert jwt.decode(refreshed.json()["access_token"], options={"verify_signature": False})["mfa"] is True
+
+    for where, count in ((tenant, 2), (other_tenant, 1)):
+        async with kernel.db.session(where.id) as session:
+            entries = (
+                (await session.execute(select(AuditEntry).where(AuditEntry.action == "auth.session.revoked")))
+                .scalars()
+                .all()
+            )
+        assert [(e.details["count"], e.details["reason"], e.actor_label) for e in entries] == [
+            (count, "two-factor enabled", account.email)
+        ]
+
+
+async def test_a_sign_in_whose_password_was_checked_while_2fa_was_turned_on_opens_no_session(
+    kernel: Any, make_tenant: Any, clock: Clock
+) -> None:
+    tenant = await make_tenant()
+    account = await new_member(kernel, tenant)
+    totp = kernel.identity.totp
+
+    async def owner_turns_2fa_on_meanwhile(user: User) -> None:
+        # Runs after the password was checked and before the session opens: the narrowest race.
+        enrolment = await totp.start(tenant, user.id)
+        await totp.confirm(tenant, user.id, totp_for(enrolment.secret).at(clock.now), ClientInfo(), keep_session=None)
+
+    with pytest.raises(Problem) as refused:
+        await kernel.identity.accounts.login(
+            tenant, account.email, PASSWORD, ClientInfo(ip="198.51.99.8"), second_factor=owner_turns_2fa_on_meanwhile
+        )
+    assert refused.value.status_code == 401
+    assert refused.value.code == "totp-required"
+    user = await stored_user(kernel, account.email)
+    async with kernel.db.session(tenant.id) as session:
+        opened = (await session.execute(select(AuthSession).where(AuthSession.user_id == user.id))).scalars().all()
+    assert opened == []

@@ -88,9 +88,17 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 2
-    #: Failed sign-ins per account or address before a lockout, and how long it lasts.
+    #: Failed sign-ins of one account from one source address before each further attempt from
+    #: there waits (30 s, doubling, at most ``login_lockout_seconds``); see ``identity.throttle``.
     login_max_failures: int = 10
+    #: The longest such wait, and how long a sprayed account or a stuffing address stays locked.
     login_lockout_seconds: int = 900
+    #: Distinct source addresses failing on one account within an hour that lock it for every
+    #: address it has not signed in from lately (spraying); one attacker's address never does.
+    login_spray_sources: int = 20
+    #: Failed sign-ins from one address, over every account, within ``login_lockout_seconds`` that
+    #: lock the address out (credential stuffing).
+    login_address_max_failures: int = 100
     #: Outgoing mail (aiosmtplib). Empty host: mail is logged, not sent.
     smtp_host: str | None = None
     smtp_port: int = 587

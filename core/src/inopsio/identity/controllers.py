@@ -15,13 +15,13 @@ from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.errors import Problem
 from inopsio.identity import audit
 from inopsio.identity.authentication import PERMISSION_OPT, PUBLIC_OPT, require_user
-from inopsio.identity.emailed_tokens import send_email_verification
 from inopsio.identity.models import CustomRole, Membership, User
 from inopsio.identity.rbac import BUILTIN_ROLES, ROLE_NAME_RE
 from inopsio.identity.services import ClientInfo, TokenPair
+from inopsio.identity.signup import SignupAccepted, confirm_signup, request_signup
 from inopsio.tenancy.models import Tenant
 from inopsio.tenancy.resolution import TENANCY_OPT
-from inopsio.tenancy.schemas import Name, Slug, TenantCreate, TenantInfo
+from inopsio.tenancy.schemas import Name, Slug, TenantInfo
 
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320)]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
@@ -44,7 +44,13 @@ class SignupIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tenant_name: Name
 
 
+class SignupConfirmIn(msgspec.Struct, forbid_unknown_fields=True):
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
 class SignupOut(msgspec.Struct, kw_only=True):
+    """A workspace created by following a sign-up link, and its owner."""
+
     user_id: UUID
     email: str
     tenant: TenantInfo
@@ -135,17 +141,29 @@ class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
 
-    @post("/signup", status_code=201, opt={TENANCY_OPT: "none"})
-    async def signup(self, request: Request[Any, Any, Any], kernel: KernelDep, data: JSONBody[SignupIn]) -> SignupOut:
-        """Create a tenant (its slug is its subdomain) and its owner account."""
-        user, tenant = await kernel.identity.accounts.signup(
-            data.email,
-            data.password,
-            data.name,
-            TenantCreate(slug=data.tenant_slug, name=data.tenant_name),
-            client_of(request),
+    @post("/signup", status_code=202, opt={TENANCY_OPT: "none"})
+    async def signup(
+        self, request: Request[Any, Any, Any], kernel: KernelDep, data: JSONBody[SignupIn]
+    ) -> SignupAccepted:
+        """Ask for a workspace (its slug is its subdomain) and its owner account: a link to create
+        them is mailed to the address. The answer is the same whether the address has an account.
+        """
+        return await request_signup(
+            kernel,
+            email=data.email,
+            password=data.password,
+            name=data.name,
+            tenant_slug=data.tenant_slug,
+            tenant_name=data.tenant_name,
+            client=client_of(request),
         )
-        await send_email_verification(kernel, tenant, user)
+
+    @post("/signup/confirm", status_code=201, opt={TENANCY_OPT: "none"})
+    async def confirm_signup(
+        self, request: Request[Any, Any, Any], kernel: KernelDep, data: JSONBody[SignupConfirmIn]
+    ) -> SignupOut:
+        """Follow the mailed sign-up link: the workspace and its owner are created (once)."""
+        user, tenant = await confirm_signup(kernel, data.token, client_of(request))
         return SignupOut(user_id=user.id, email=user.email, tenant=tenant)
 
     @post("/login", status_code=200, opt={PUBLIC_OPT: True})
@@ -386,9 +404,13 @@ class MembersController(Controller):
     async def revoke_member_sessions(
         self, request: Request[Any, Any, Any], kernel: KernelDep, tenant: CurrentTenant, user_id: FromPath[UUID]
     ) -> dict[str, int]:
-        """End every session a member has in this tenant."""
+        """End every session a member has in this tenant. Anyone else is 404, as on the other member
+        routes: a 200 for a user of another tenant would confirm that the id exists."""
         _, actor_id = require_user(request)
-        ended = await kernel.identity.accounts.revoke_sessions(tenant.id, None, "revoked by admin", user_id=user_id)
+        accounts = kernel.identity.accounts
+        if not await accounts.is_member(tenant.id, user_id):
+            raise Problem(404, "not-found", "No such member.")
+        ended = await accounts.revoke_sessions(tenant.id, None, "revoked by admin", user_id=user_id)
         async with kernel.db.session(tenant.id) as session:
             await audit.record(
                 session,

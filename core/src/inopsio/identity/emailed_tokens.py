@@ -1,4 +1,5 @@
-"""Single-use, expiring tokens sent by mail (e-mail verification, password reset), and the links to them.
+"""Single-use, expiring tokens sent by mail (password reset; e-mail verification links mailed before
+sign-up confirmed addresses itself), and the links to them.
 
 Only a digest of a token is stored. Spending one is a single conditional UPDATE, so two requests
 racing with the same token cannot both succeed.
@@ -7,6 +8,7 @@ racing with the same token cannot both succeed.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 from uuid import UUID
@@ -21,13 +23,11 @@ from inopsio.identity.models import UserToken
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from inopsio.identity.models import User
     from inopsio.kernel import Kernel
     from inopsio.tenancy.schemas import TenantInfo
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"  # noqa: S105 (a token purpose, not a secret)
-VERIFY_EMAIL_LIFETIME = dt.timedelta(hours=48)
 RESET_PASSWORD_LIFETIME = dt.timedelta(hours=1)
 TOKEN_PREFIX = "iot_"  # noqa: S105 (the prefix of mailed tokens, not a secret)
 
@@ -38,8 +38,15 @@ def invalid_token() -> Problem:
 
 def tenant_link(kernel: Kernel, tenant: TenantInfo, path: str, token: str) -> str:
     """``{public_url}{path}?token=...`` on the tenant's own address."""
-    base = kernel.settings.public_url.replace("{tenant}", tenant.slug).rstrip("/")
-    return f"{base}{path}?{urlencode({'token': token})}"
+    return public_address(kernel, tenant.slug, path, token=token)
+
+
+def public_address(kernel: Kernel, slug: str | None, path: str, **query: str) -> str:
+    """``{public_url}{path}`` on tenant ``slug``'s address, or on the platform's own one (``None``:
+    ``public_url`` without its ``{tenant}.`` part, where sign-up and the workspace chooser live)."""
+    public_url = kernel.settings.public_url
+    base = public_url.replace("{tenant}", slug) if slug else re.sub(r"\{tenant\}\.?", "", public_url)
+    return base.rstrip("/") + path + (f"?{urlencode(query)}" if query else "")
 
 
 async def issue(session: AsyncSession, user_id: UUID, purpose: str, lifetime: dt.timedelta) -> str:
@@ -75,21 +82,3 @@ async def spend(session: AsyncSession, token: str, purpose: str) -> UUID:
     if user_id is None:
         raise invalid_token()
     return user_id
-
-
-async def send_email_verification(kernel: Kernel, tenant: TenantInfo, user: User) -> None:
-    """Mail a verification link to a user whose address is not verified yet."""
-    if user.email_verified_at is not None:
-        return
-    async with kernel.db.session(tenant.id) as session:
-        token = await issue(session, user.id, VERIFY_EMAIL, VERIFY_EMAIL_LIFETIME)
-    await kernel.mail.send(
-        tenant,
-        to=user.email,
-        template="verify_email",
-        context={
-            "link": tenant_link(kernel, tenant, "/verify-email", token),
-            "user_name": user.name,
-            "expires_hours": int(VERIFY_EMAIL_LIFETIME.total_seconds() // 3600),
-        },
-    )

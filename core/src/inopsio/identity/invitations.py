@@ -23,6 +23,7 @@ from inopsio.identity.emailed_tokens import TOKEN_PREFIX, invalid_token, tenant_
 from inopsio.identity.models import Invitation, Membership, User
 from inopsio.identity.principal import PRINCIPAL_KEY, Principal
 from inopsio.identity.services import normalise_email
+from inopsio.names import check_name
 
 INVITATION_LIFETIME = dt.timedelta(days=7)
 
@@ -183,6 +184,7 @@ async def accept_invitation(
 ) -> AcceptOut:
     """Join the tenant with an invitation's token: a new account (give a password), or your existing
     identity (sign in as it, or give its password). Signed in as another address: 403."""
+    check_name(data.name, "/name")
     accounts = kernel.identity.accounts
     client = client_of(request)
     principal: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_KEY)

@@ -14,10 +14,32 @@ import time
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from sqlalchemy import update
+
+from inopsio.db.base import utcnow
+from inopsio.identity.models import AuthSession
 from inopsio.pubsub import follow_channel
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def end_sessions_of(
+    session: AsyncSession, user_id: UUID, reason: str, *, keep: UUID | None = None
+) -> list[tuple[UUID, UUID]]:
+    """End every open session of a user in every tenant, web and API (their refresh tokens with
+    them), but ``keep``, in the caller's transaction. Returns ``(session id, tenant id)`` of each:
+    announce them with :meth:`SessionRevocations.announce` once the transaction has committed."""
+    query = (
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+        .returning(AuthSession.id, AuthSession.tenant_id)
+    )
+    if keep is not None:
+        query = query.where(AuthSession.id != keep)
+    return [(row.id, row.tenant_id) for row in await session.execute(query)]
 
 
 class SessionRevocations:

@@ -1,4 +1,5 @@
-"""Accounts and sessions: sign-up, sign-in, refresh-token rotation, sign-out, password changes.
+"""Accounts and sessions: members, sign-in, refresh-token rotation, sign-out, password changes.
+(Sign-up, which creates a tenant and its owner by mailed link, is ``identity.signup``.)
 
 A refresh token is single-use: each refresh spends it and issues the next one of the same family
 (the session). Presenting a spent token means it was stolen or replayed, so the whole session is
@@ -25,12 +26,12 @@ from inopsio.identity.api_keys import ApiKeyService
 from inopsio.identity.models import AuthSession, Membership, RefreshToken, User
 from inopsio.identity.passwords import Passwords
 from inopsio.identity.rbac import Authorizer, Permission
-from inopsio.identity.revocations import SessionRevocations
+from inopsio.identity.revocations import SessionRevocations, end_sessions_of
 from inopsio.identity.throttle import LoginThrottle
 from inopsio.identity.tokens import TokenIssuer
 from inopsio.identity.totp import TotpService
 from inopsio.identity.web_session import WebSessions
-from inopsio.tenancy.schemas import TenantCreate, TenantInfo
+from inopsio.names import check_name
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from inopsio.db.engine import Database
     from inopsio.quotas.services import QuotaService
     from inopsio.settings import Settings
+    from inopsio.tenancy.schemas import TenantInfo
     from inopsio.tenancy.services import TenantService
 
 log = logging.getLogger("inopsio.identity")
@@ -93,7 +95,12 @@ class AccountService:
         self.issuer = issuer
         self.passwords = Passwords(settings)
         self.throttle = LoginThrottle(
-            redis, settings.redis_namespace, settings.login_max_failures, settings.login_lockout_seconds
+            redis,
+            settings.redis_namespace,
+            settings.login_max_failures,
+            settings.login_lockout_seconds,
+            spray_sources=settings.login_spray_sources,
+            address_max_failures=settings.login_address_max_failures,
         )
         #: Ended sessions, known to every process (``identity.revocations``).
         self.revocations = SessionRevocations(redis, settings.redis_namespace, settings.access_token_seconds + 60)
@@ -104,57 +111,12 @@ class AccountService:
         async with self.db.session(None) as session:
             return (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
 
-    async def signup(
-        self, email: str, password: str, name: str, tenant: TenantCreate, client: ClientInfo
-    ) -> tuple[User, TenantInfo]:
-        """Create a tenant and its owner. An existing identity may sign up another tenant only with
-        its own password (one identity, many tenants)."""
-        email = normalise_email(email)
-        existing = await self.user_by_email(email)
-        if existing is not None:
-            ok, _ = await self.passwords.verify(existing.password_hash, password)
-            if not ok:
-                # Same answer as a taken slug would not do: say what the user can act on, and only
-                # to someone who already controls this address (they get a sign-in prompt).
-                raise Problem(409, "account-exists", "An account with this e-mail exists; sign in with its password.")
-        else:
-            self.passwords.check_policy(password, user_inputs=(email, name, tenant.slug, tenant.name))
-        created: list[User] = []
-
-        async def add_owner(session: AsyncSession, tenant_info: TenantInfo) -> None:
-            if existing is None:
-                user = User(
-                    email=email,
-                    name=name.strip()[:200],
-                    password_hash=await self.passwords.hash(password),
-                    password_changed_at=utcnow(),
-                )
-                session.add(user)
-                await session.flush()
-            else:
-                user = await session.merge(existing)
-            await self.add_member(session, tenant_info, user.id, "owner")
-            await audit.record(
-                session,
-                tenant_info.id,
-                "tenant.created",
-                actor_id=user.id,
-                actor_label=email,
-                ip=client.ip,
-                user_agent=client.user_agent,
-                slug=tenant_info.slug,
-            )
-            created.append(user)
-
-        tenant_info = await self.tenants.create(tenant, then=add_owner)
-        await self.authorizer.changed(tenant_info.id)
-        return created[0], tenant_info
-
     async def create_member(
         self, tenant: TenantInfo, email: str, password: str | None, role: str, *, name: str = "", verified: bool = False
     ) -> User:
         """Create an identity (or reuse the one with this e-mail) and make it a member with ``role``."""
         email = normalise_email(email)
+        check_name(name, "/name")
         password_hash = await self.passwords.hash(password) if password else None
         async with self.db.session(tenant.id) as session:
             user = (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
@@ -205,7 +167,7 @@ class AccountService:
         await self.throttle.before_attempt(email, client.ip)
         user = await self.user_by_email(email)
         ok, new_hash = await self.passwords.verify(user.password_hash if user else None, password)
-        member = ok and user is not None and await self._is_member(tenant.id, user.id)
+        member = ok and user is not None and await self.is_member(tenant.id, user.id)
         if not member or user is None:
             await self.throttle.failed(email, client.ip)
             async with self.db.session(tenant.id) as session:
@@ -222,8 +184,18 @@ class AccountService:
             raise _unauthorized("The e-mail or password is wrong, or this account is not a member here.")
         if second_factor is not None:
             await second_factor(user)
-        await self.throttle.succeeded(email)
         async with self.db.session(tenant.id) as session:
+            # Turning 2FA on ends every other session while it holds this row; a sign-in whose password
+            # was checked before that (and so passed no second factor) must not open one after it.
+            totp_now = await session.scalar(
+                select(User.totp_enabled_at).where(User.id == user.id).with_for_update(read=True)
+            )
+            if totp_now is not None and user.totp_enabled_at is None:
+                raise _unauthorized(
+                    "Two-factor authentication was just turned on for this account: sign in with a code.",
+                    "totp-required",
+                    second_factor="totp",
+                )
             if new_hash:
                 await session.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))
             pair = await open_session(session, user, tenant, client)
@@ -236,9 +208,10 @@ class AccountService:
                 ip=client.ip,
                 user_agent=client.user_agent,
             )
+        await self.throttle.succeeded(email, client.ip)
         return pair
 
-    async def _is_member(self, tenant_id: UUID, user_id: UUID) -> bool:
+    async def is_member(self, tenant_id: UUID, user_id: UUID) -> bool:
         async with self.db.session(tenant_id) as session:
             found = await session.execute(
                 select(func.count()).select_from(Membership).where(Membership.user_id == user_id)
@@ -266,7 +239,8 @@ class AccountService:
         refresh = new_token(REFRESH_PREFIX)
         session.add(RefreshToken(session_id=auth_session.id, token_hash=digest(refresh)))
         role = self.authorizer.role_of(user_id, tenant_id) or ""
-        # Login has checked the second factor of a user with 2FA; one who enrolled since gets it here.
+        # Sign-in has checked the second factor of a user with 2FA. The session that turned 2FA on
+        # (the only one that outlives it) gets the claim from its next refresh.
         totp_on = await session.scalar(select(User.totp_enabled_at).where(User.id == user_id))
         access, lifetime = self.issuer.issue(user_id, tenant_id, auth_session.id, role, mfa=totp_on is not None)
         return TokenPair(access_token=access, refresh_token=refresh, expires_in=lifetime)
@@ -311,7 +285,7 @@ class AccountService:
             raise _unauthorized(
                 "This refresh token was already used; the session is ended for safety.", "refresh-token-reused"
             )
-        if not await self._is_member(tenant.id, auth_session.user_id):
+        if not await self.is_member(tenant.id, auth_session.user_id):
             await self.revoke_sessions(tenant.id, [auth_session.id], "membership ended")
             raise _unauthorized("You are no longer a member of this tenant.", "session-ended")
         return pair
@@ -402,16 +376,8 @@ class AccountService:
     async def revoke_all_sessions_of(self, user_id: UUID, reason: str, keep: UUID | None = None) -> None:
         """End a user's sessions in every tenant (their password is the same everywhere)."""
         async with self.db.session(None) as session:
-            query = (
-                update(AuthSession)
-                .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-                .values(revoked_at=utcnow(), revoked_reason=reason)
-                .returning(AuthSession.id)
-            )
-            if keep is not None:
-                query = query.where(AuthSession.id != keep)
-            ended = list((await session.execute(query)).scalars())
-        await self._announce_revoked(ended)
+            ended = await end_sessions_of(session, user_id, reason, keep=keep)
+        await self._announce_revoked([session_id for session_id, _ in ended])
 
 
 class Identity:
@@ -432,6 +398,8 @@ class Identity:
         self.issuer = TokenIssuer(self.keys, settings.access_token_seconds)
         self.authorizer = Authorizer(db, redis, permissions, settings.redis_namespace)
         self.accounts = AccountService(settings, db, redis, tenants, quotas, self.authorizer, self.issuer)
-        self.totp = TotpService(db, self.box, self.accounts.passwords, self.accounts.throttle)
+        self.totp = TotpService(
+            db, self.box, self.accounts.passwords, self.accounts.throttle, self.accounts.revocations
+        )
         self.api_keys = ApiKeyService(db, redis, self.authorizer, settings.redis_namespace)
         self.web_sessions = WebSessions(settings, db, master)

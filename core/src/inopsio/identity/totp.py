@@ -13,7 +13,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
@@ -27,12 +27,14 @@ from inopsio.db.base import utcnow
 from inopsio.errors import Problem
 from inopsio.identity import audit
 from inopsio.identity.models import RecoveryCode, User
+from inopsio.identity.revocations import end_sessions_of
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from inopsio.db.engine import Database
     from inopsio.identity.passwords import Passwords
+    from inopsio.identity.revocations import SessionRevocations
     from inopsio.identity.services import ClientInfo
     from inopsio.identity.throttle import LoginThrottle
     from inopsio.tenancy.schemas import TenantInfo
@@ -98,16 +100,32 @@ def new_recovery_codes() -> list[str]:
     return codes
 
 
+def _count_by_tenant(ended: list[tuple[UUID, UUID]]) -> dict[UUID, dict[str, Any]]:
+    """The audit details of ended sessions, per tenant: how many, and why."""
+    counts: dict[UUID, int] = {}
+    for _, tenant_id in ended:
+        counts[tenant_id] = counts.get(tenant_id, 0) + 1
+    return {tenant_id: {"count": n, "reason": "two-factor enabled"} for tenant_id, n in counts.items()}
+
+
 def _invalid_code(detail: str = "The authentication code is wrong or was already used.") -> Problem:
     return Problem(422, "invalid-totp", detail, errors=[{"pointer": "/code", "detail": "wrong or already used"}])
 
 
 class TotpService:
-    def __init__(self, db: Database, box: SecretBox, passwords: Passwords, throttle: LoginThrottle) -> None:
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        passwords: Passwords,
+        throttle: LoginThrottle,
+        revocations: SessionRevocations,
+    ) -> None:
         self.db = db
         self.box = box
         self.passwords = passwords
         self.throttle = throttle
+        self.revocations = revocations
         #: Seconds since the epoch; tests pin it.
         self.clock: Callable[[], float] = time.time
 
@@ -131,8 +149,17 @@ class TotpService:
         qr_svg = segno.make(uri, error="m").svg_data_uri(scale=4)
         return TotpEnrolment(secret=secret, otpauth_uri=uri, qr_svg=qr_svg)
 
-    async def confirm(self, tenant: TenantInfo, user_id: UUID, code: str, client: ClientInfo) -> list[str]:
-        """Enable 2FA with a code from the new secret; returns fresh recovery codes (shown once)."""
+    async def confirm(
+        self, tenant: TenantInfo, user_id: UUID, code: str, client: ClientInfo, *, keep_session: UUID | None
+    ) -> list[str]:
+        """Enable 2FA with a code from the new secret; returns fresh recovery codes (shown once).
+
+        Every other session of the user ends with it, in every tenant (web and API, refresh tokens
+        included): they were opened with the password alone, which may be exactly what 2FA is being
+        turned on against. ``keep_session``, the one turning it on, stays. Each tenant's audit log
+        says how many of its sessions ended and why.
+        """
+        ended: list[tuple[UUID, UUID]] = []
         async with self.db.session(tenant.id) as session:
             user = await self._locked_user(session, user_id)
             if user.totp_enabled_at is not None:
@@ -143,17 +170,26 @@ class TotpService:
             if accepted:
                 user.totp_enabled_at = utcnow()
                 codes = await self._replace_recovery_codes(session, user.id)
-                await audit.record(
-                    session,
-                    tenant.id,
-                    "auth.totp.enabled",
-                    actor_id=user.id,
-                    actor_label=user.email,
-                    ip=client.ip,
-                    user_agent=client.user_agent,
-                )
+                # In the transaction that holds the user's row, so a sign-in racing this one either
+                # ends here or sees 2FA on (``AccountService.sign_in``).
+                ended = await end_sessions_of(session, user.id, "two-factor enabled", keep=keep_session)
+                actor: dict[str, Any] = {
+                    "actor_id": user.id,
+                    "actor_label": user.email,
+                    "ip": client.ip,
+                    "user_agent": client.user_agent,
+                }
+                await audit.record(session, tenant.id, "auth.totp.enabled", **actor)
+                counts = _count_by_tenant(ended)
+                if tenant.id in counts:
+                    await audit.record(session, tenant.id, "auth.session.revoked", **actor, **counts.pop(tenant.id))
         if not accepted:
             raise _invalid_code("The code does not match the new secret; check the device's clock and try again.")
+        await self.revocations.announce([session_id for session_id, _ in ended])
+        # Other tenants' logs are written in their own transactions (each tenant's rows, its own RLS).
+        for other, details in counts.items():
+            async with self.db.session(other) as session:
+                await audit.record(session, other, "auth.session.revoked", **actor, **details)
         return codes
 
     async def disable(

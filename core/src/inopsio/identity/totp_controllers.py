@@ -46,12 +46,13 @@ class TotpController(Controller):
     ) -> RecoveryCodesOut:
         """Turn 2FA on with a code from the authenticator; returns ten recovery codes, shown once.
 
-        Your other sessions end (they were opened without a second factor); refresh this one's
-        token to carry the second factor.
+        Your other sessions end, in every tenant (they were opened without a second factor), and the
+        audit log says so; this one stays: refresh its token to carry the second factor.
         """
         principal, user_id = require_user(request)
-        codes = await kernel.identity.totp.confirm(tenant, user_id, data.code, client_of(request))
-        await kernel.identity.accounts.revoke_all_sessions_of(user_id, "two-factor enabled", keep=principal.session_id)
+        codes = await kernel.identity.totp.confirm(
+            tenant, user_id, data.code, client_of(request), keep_session=principal.session_id
+        )
         return RecoveryCodesOut(recovery_codes=codes)
 
     @delete("/", status_code=204)

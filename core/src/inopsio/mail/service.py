@@ -1,4 +1,4 @@
-"""The mail service: ``await kernel.mail.send(tenant, to=..., template="verify_email", context={...})``.
+"""The mail service: ``await kernel.mail.send(tenant, to=..., template="reset_password", context={...})``.
 
 A message is rendered when it is sent (so a template error surfaces to the caller) from three
 templates in ``inopsio/templates/mail``: ``<name>.subject.txt``, ``<name>.txt`` and ``<name>.html``
@@ -115,7 +115,15 @@ class MailService:
         message = self.message(mail, message_key)
         settings = self.settings
         if not settings.smtp_host:
-            log.info("mail not sent (no smtp_host configured):\n%s", message.as_string())
+            # The text as written, not the encoded message: quoted-printable would break the links in it
+            # (development reads sign-up and reset links from here).
+            log.info(
+                "mail not sent (no smtp_host configured)\nFrom: %s\nTo: %s\nSubject: %s\n\n%s",
+                mail.sender,
+                mail.to,
+                mail.subject,
+                mail.text,
+            )
             return
         try:
             await aiosmtplib.send(

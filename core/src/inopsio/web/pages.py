@@ -80,7 +80,7 @@ async def login_page(
     message = {
         "verified": "Your email is verified: sign in.",
         "reset": "Your password is changed: sign in.",
-        "signed-up": "Your workspace is ready. We sent you an email to verify your address; sign in now.",
+        "signed-up": "Your workspace is ready: sign in.",
         "joined": "Welcome aboard: sign in.",
     }.get(request.query_params.get("m", ""))
     return await page(
@@ -97,9 +97,26 @@ async def login_page(
 
 @get("/signup", opt={TENANCY_OPT: "none"}, include_in_schema=False)
 async def signup_page(request: Req, kernel: KernelDep) -> Response[Any]:
-    login_template = tenant_url(request, "__slug__", "/login?m=signed-up")
+    return await page(request, "shell/signup.html", {"base_domain": kernel.settings.base_domain})
+
+
+@get("/signup/confirm", opt={TENANCY_OPT: "none"}, include_in_schema=False)
+async def signup_confirm_page(request: Req, token: FromQuery[str] = "") -> Response[Any]:
+    """The page behind the mailed sign-up link: a button (mail scanners fetch links, they do not post)."""
     return await page(
-        request, "shell/signup.html", {"base_domain": kernel.settings.base_domain, "login_template": login_template}
+        request,
+        "shell/token_form.html",
+        {
+            "heading": "Create your workspace",
+            "intro": "Your e-mail address is confirmed by this link. Create the workspace, then sign in to it.",
+            "api": "/api/v1/auth/signup/confirm",
+            # Filled in by shell.js from the answer: the new workspace's own address.
+            "redirect_to": tenant_url(request, "{tenant.slug}", "/login?m=signed-up"),
+            "token": token,
+            "fields": [],
+            "button": "Create my workspace",
+            "auto": False,
+        },
     )
 
 

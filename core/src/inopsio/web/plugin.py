@@ -24,6 +24,7 @@ def register_routes(register: Any) -> None:
     for handler in (
         pages.login_page,
         pages.signup_page,
+        pages.signup_confirm_page,
         pages.verify_email_page,
         pages.forgot_password_page,
         pages.reset_password_page,

@@ -170,9 +170,18 @@
 
   function afterSuccess(el, data, body) {
     var success = el.getAttribute("data-success");
-    var redirectTemplate = el.getAttribute("data-redirect-template");
-    if (redirectTemplate && body && body.tenant_slug) {
-      window.location.assign(redirectTemplate.replace("__slug__", body.tenant_slug));
+    var done = el.getAttribute("data-done");
+    if (done) {
+      // The form gives way to what comes next (sign-up: "check your mailbox"); [data-answer] nodes
+      // show fields of the API's answer.
+      var panel = document.querySelector(done);
+      panel.querySelectorAll("[data-answer]").forEach(function (node) {
+        var value = data ? data[node.getAttribute("data-answer")] : null;
+        node.textContent = value == null ? "" : String(value);
+      });
+      el.hidden = true;
+      panel.hidden = false;
+      panel.focus();
       return;
     }
     var redirect = el.getAttribute("data-redirect");
