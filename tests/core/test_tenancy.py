@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
+from sqlalchemy import update as sa_update
 
 from inopsio.errors import PROBLEM_MEDIA_TYPE, Problem, problem_type
 from inopsio.tenancy.resolution import check_claim, slug_from_host
@@ -86,6 +87,33 @@ async def test_host_and_x_tenant_naming_the_same_tenant_is_fine(client: Any, mak
     response = await client.get("/api/v1/tenant", headers={**host_headers(tenant.slug), **tenant_headers(tenant.slug)})
 
     assert response.status_code == 200
+
+
+async def test_two_x_tenant_headers_are_a_400_problem_whichever_tenants_they_name(
+    client: Any, make_tenant: Any, sign_in: Any
+) -> None:
+    a, b = await make_tenant(), await make_tenant()
+    b_member = await sign_in(b)
+
+    for slugs in ((a.slug, b.slug), (b.slug, a.slug), (b.slug, b.slug)):
+        headers = [("X-Tenant", slugs[0]), ("X-Tenant", slugs[1]), ("Authorization", b_member["Authorization"])]
+        response = await client.get(NOTES, headers=headers)
+
+        body = assert_problem(response, 400, "duplicate-header")
+        assert "X-Tenant" in body["detail"]
+    # One is fine.
+    assert (await client.get(NOTES, headers=b_member)).status_code == 200
+
+
+async def test_two_host_headers_are_a_400_problem(client: Any, make_tenant: Any) -> None:
+    a, b = await make_tenant(), await make_tenant()
+
+    response = await client.get(
+        "/api/v1/tenant", headers=[("Host", f"{a.slug}.localhost"), ("Host", f"{b.slug}.localhost")]
+    )
+
+    body = assert_problem(response, 400, "duplicate-header")
+    assert "Host" in body["detail"]
 
 
 @pytest.mark.parametrize("headers", [host_headers("no-such-tenant"), tenant_headers("no-such-tenant")])
@@ -381,6 +409,91 @@ async def test_good_tenant_settings_are_stored_and_returned(
     assert response.status_code == 200
     public = (await client.get("/api/v1/tenant", headers=tenant_headers(tenant.slug))).json()
     assert (public["currency"], public["timezone"], public["name"]) == ("EUR", "Europe/Zurich", "Acme Schweiz")
+
+
+OFF_SITE_LOGOS = [
+    "//evil.example/logo.png",
+    "/\\evil.example/logo.png",
+    "\\\\evil.example/logo.png",
+    "/\t/evil.example/logo.png",
+    "/\n/evil.example/logo.png",
+    " //evil.example/logo.png",
+    "/%5cevil.example/logo.png",
+    "/%2F%2Fevil.example/logo.png",
+    "https://",
+    "http://evil.example/logo.png",
+    "data:image/svg+xml,<svg/>",
+]
+
+
+@pytest.mark.parametrize("logo_url", OFF_SITE_LOGOS)
+async def test_a_logo_address_a_browser_would_resolve_off_site_is_a_422_naming_the_field(
+    client: Any, make_tenant: Any, sign_in: Any, operator_headers: dict[str, str], logo_url: str
+) -> None:
+    tenant = await make_tenant()
+    owner = await sign_in(tenant, "owner")
+
+    response = await client.patch("/api/v1/tenant/settings", json={"branding": {"logo_url": logo_url}}, headers=owner)
+
+    body = assert_problem(response, 422, "invalid-settings")
+    assert [e["pointer"] for e in body["errors"]] == ["/branding/logo_url"]
+    operator = await client.patch(
+        f"/api/v1/platform/tenants/{tenant.id}/settings",
+        json={"branding": {"logo_url": logo_url}},
+        headers=operator_headers,
+    )
+    assert assert_problem(operator, 422, "invalid-settings")["errors"][0]["pointer"] == "/branding/logo_url"
+    created = await client.post(
+        "/api/v1/platform/tenants",
+        json={"slug": f"logo-{uuid.uuid4().hex[:8]}", "name": "Logo", "settings": {"branding": {"logo_url": logo_url}}},
+        headers=operator_headers,
+    )
+    assert assert_problem(created, 422, "invalid-settings")["errors"][0]["pointer"] == "/settings/branding/logo_url"
+    stored = (await client.get("/api/v1/tenant", headers=tenant_headers(tenant.slug))).json()
+    assert stored["branding"]["logo_url"] is None
+
+
+@pytest.mark.parametrize(
+    "logo_url", ["/branding/0190c2a4-logo", "/static/acme.png?v=2", "https://cdn.example.com/a.png"]
+)
+async def test_a_logo_on_this_site_or_on_an_https_host_is_stored(
+    client: Any, make_tenant: Any, sign_in: Any, logo_url: str
+) -> None:
+    tenant = await make_tenant()
+    owner = await sign_in(tenant, "owner")
+
+    response = await client.patch("/api/v1/tenant/settings", json={"branding": {"logo_url": logo_url}}, headers=owner)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["branding"]["logo_url"] == logo_url
+
+
+async def test_an_off_site_logo_stored_before_the_check_is_never_shown_and_the_tenant_still_loads(
+    client: Any, kernel: Any, make_tenant: Any, sign_in: Any
+) -> None:
+    from inopsio.tenancy.models import Tenant
+
+    tenant = await make_tenant()
+    owner = await sign_in(tenant, "owner")
+    settings = {**msgspec.to_builtins(tenant.settings), "branding": {"logo_url": "/\\evil.example/logo.png"}}
+    async with kernel.db.session(None) as session:
+        await session.execute(sa_update(Tenant).where(Tenant.id == tenant.id).values(settings=settings))
+    await kernel.tenants.announce_change(tenant.slug)
+
+    public = await client.get("/api/v1/tenant", headers=tenant_headers(tenant.slug))
+    assert public.status_code == 200, public.text
+    assert public.json()["branding"]["logo_url"] is None
+    for path in ("/", "/admin/settings"):
+        page = await client.get(path, headers={**owner, "Accept": "text/html"})
+        assert page.status_code == 200, page.text
+        assert "evil.example" not in page.text.split('id="branding_logo"')[0]
+        assert '<img src="/\\evil.example' not in page.text
+    # The admin still sees what is stored (to replace it), and other settings can still change.
+    assert (await client.get("/api/v1/tenant/settings", headers=owner)).json()["branding"]["logo_url"] == (
+        "/\\evil.example/logo.png"
+    )
+    changed = await client.patch("/api/v1/tenant/settings", json={"timezone": "Europe/Paris"}, headers=owner)
+    assert changed.status_code == 200, changed.text
 
 
 # Slugs -----------------------------------------------------------------------------------------

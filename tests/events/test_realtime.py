@@ -18,7 +18,7 @@ from uuid import UUID
 import msgspec
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 from inopsio.db.base import new_id, utcnow
 from inopsio.events.bus import realtime_channel
@@ -146,9 +146,7 @@ async def test_a_client_of_tenant_b_never_receives_tenant_a_events_whatever_topi
         assert message["event"]["data"]["note_id"] == mine["id"]
         assert message["event"]["tenant_id"] == str(b.id)
     # A's token presented to B's address is refused at the handshake.
-    with pytest.raises(InvalidStatus):
-        async with socket(live_server, {**a_headers, "X-Tenant": b.slug}):
-            pass
+    assert (await refusal(live_server, {**a_headers, "X-Tenant": b.slug}))[0] == 4403
 
 
 async def test_an_event_published_with_another_tenants_id_on_a_channel_is_dropped(
@@ -164,22 +162,58 @@ async def test_an_event_published_with_another_tenants_id_on_a_channel_is_droppe
         await nothing_arrives(ws_b, 0.5)
 
 
-async def test_a_handshake_without_valid_credentials_is_refused(
+async def refusal(live_server: Any, headers: Any, query: str = "") -> tuple[int, str]:
+    """The close code and reason of a refused handshake: accepted, then closed at once, so that a
+    browser (which cannot read the HTTP status of a refused handshake) can tell the causes apart."""
+    async with socket(live_server, headers, query) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws)
+    assert closed.value.rcvd is not None, "closed without a close frame"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def test_a_handshake_without_valid_credentials_is_closed_with_4401(
     live_server: Any, make_tenant: Any, sign_in: Any
 ) -> None:
     tenant = await make_tenant()
-    for headers in (
-        {"X-Tenant": tenant.slug},
-        {"X-Tenant": tenant.slug, "Authorization": "Bearer not-a-token"},
-        {"X-Tenant": tenant.slug, "Authorization": "Bearer iok_nope_nope"},
-        {},
+    for headers, query in (
+        ({"X-Tenant": tenant.slug}, ""),
+        ({"X-Tenant": tenant.slug, "Authorization": "Bearer not-a-token"}, ""),
+        ({"X-Tenant": tenant.slug, "Authorization": "Bearer iok_nope_nope"}, ""),
+        ({"X-Tenant": tenant.slug}, "?access_token=forged"),
     ):
-        with pytest.raises(InvalidStatus):
-            async with socket(live_server, headers):
-                pass
-    with pytest.raises(InvalidStatus):
-        async with socket(live_server, {"X-Tenant": tenant.slug}, "?access_token=forged"):
-            pass
+        code, reason = await refusal(live_server, headers, query)
+        assert code == 4401, (headers, query, code, reason)
+        assert reason
+
+
+async def test_each_cause_of_a_refused_handshake_has_its_documented_close_code(
+    live_server: Any, kernel: Any, make_tenant: Any, sign_in: Any
+) -> None:
+    tenant, other = await make_tenant(), await make_tenant()
+    headers = await sign_in(tenant)
+    token = headers["Authorization"]
+    user = await kernel.identity.accounts.create_member(tenant, f"k-{new_id()}@example.com", None, "owner")
+    _, cannot_connect = await kernel.identity.api_keys.create(tenant.id, user.id, "x", ["sample.notes.read"], None)
+    suspended = await make_tenant()
+    suspended_headers = await sign_in(suspended)
+    await kernel.tenants.suspend(suspended.id, "unpaid")
+    cases = [
+        # Two X-Tenant headers (a proxy may read the first, the kernel the last): a bad request.
+        ([("X-Tenant", tenant.slug), ("X-Tenant", other.slug), ("Authorization", token)], 4400, "X-Tenant"),
+        ({}, 4400, "belongs to a tenant"),
+        ({"X-Tenant": f"no-such-{secrets.token_hex(4)}", "Authorization": token}, 4404, "no tenant"),
+        ({"X-Tenant": other.slug, "Authorization": token}, 4403, "another tenant"),
+        ({"X-Tenant": tenant.slug, "Authorization": f"Bearer {cannot_connect}"}, 4403, "API key"),
+        (suspended_headers, 4403, "suspended"),
+    ]
+    for given, expected, words in cases:
+        code, reason = await refusal(live_server, given)
+        assert (code, words.lower() in reason.lower()) == (expected, True), (given, code, reason)
+    # The same member with the right headers is let in.
+    async with socket(live_server, headers) as ws:
+        await ws.send(json.dumps({"op": "ping"}))
+        assert await receive(ws) == {"op": "pong"}
 
 
 async def test_the_access_token_query_parameter_authenticates_a_browser_like_client(
@@ -218,9 +252,9 @@ async def test_each_topic_is_checked_against_rbac(
         tenant.id, user.id, "notes", [connect, "sample.notes.read"], None
     )
     _, cannot_connect = await kernel.identity.api_keys.create(tenant.id, user.id, "x", ["sample.notes.read"], None)
-    with pytest.raises(InvalidStatus):
-        async with socket(live_server, {"X-Tenant": tenant.slug, "Authorization": f"Bearer {cannot_connect}"}):
-            pass
+    assert (await refusal(live_server, {"X-Tenant": tenant.slug, "Authorization": f"Bearer {cannot_connect}"}))[0] == (
+        4403
+    )
     async with socket(live_server, {"X-Tenant": tenant.slug, "Authorization": f"Bearer {no_sample}"}) as ws:
         errors = await subscribe(ws, "sample.note.*")
         assert [(e["topic"], e["code"]) for e in errors] == [("sample.note.*", "forbidden")]

@@ -380,8 +380,12 @@ def _refusal(access: Access, principal: str, kernel: Any) -> tuple[int, str] | N
 
 
 async def websocket_handshake(app: Any, path: str, headers: dict[str, str]) -> dict[str, Any]:
-    """Open a WebSocket on the ASGI app; the first message it sends: ``websocket.accept`` or ``.close``."""
+    """Open a WebSocket on the ASGI app: its ``websocket.close`` if it refused the handshake (accepted
+    and closed at once, before reading from the client, so a browser sees the close code), else its
+    ``websocket.accept``."""
     sent: list[dict[str, Any]] = []
+    #: How many messages the app had sent when it first waited for the client after the handshake.
+    sent_before_reading: int | None = None
     answered = asyncio.Event()
     scope = {
         "type": "websocket",
@@ -400,10 +404,12 @@ async def websocket_handshake(app: Any, path: str, headers: dict[str, str]) -> d
     connected = False
 
     async def receive() -> dict[str, Any]:
-        nonlocal connected
+        nonlocal connected, sent_before_reading
         if not connected:
             connected = True
             return {"type": "websocket.connect"}
+        if sent_before_reading is None:
+            sent_before_reading = len(sent)
         await answered.wait()
         return {"type": "websocket.disconnect", "code": 1000}
 
@@ -413,7 +419,8 @@ async def websocket_handshake(app: Any, path: str, headers: dict[str, str]) -> d
 
     await asyncio.wait_for(app(scope, receive, send), timeout=10)
     assert sent, f"WS {path}: the app sent nothing"
-    return sent[0]
+    handshake = sent if sent_before_reading is None else sent[:sent_before_reading]
+    return next((m for m in handshake if m["type"] == "websocket.close"), sent[0])
 
 
 @pytest.mark.parametrize("principal", PRINCIPALS)

@@ -106,7 +106,14 @@ async def test_unknown_page_is_a_readable_404(client: Any, make_tenant: Any, sig
 
 @pytest.mark.parametrize(
     ("next_value", "expected"),
-    [("/admin/members", "/admin/members"), ("https://evil.example/", "/"), ("//evil.example", "/"), ("/\\evil", "/")],
+    [
+        ("/admin/members", "/admin/members"),
+        ("https://evil.example/", "/"),
+        ("//evil.example", "/"),
+        ("/\\evil", "/"),
+        ("/\t/evil.example", "/"),
+        ("/%5cevil.example", "/"),
+    ],
 )
 async def test_sign_in_page_only_returns_to_paths_on_this_site(
     client: Any, make_tenant: Any, next_value: str, expected: str
@@ -252,7 +259,18 @@ async def test_tenant_switcher_lists_every_workspace_of_the_user(client: Any, ke
     assert f'<option value="{second.slug}" >Beta Works</option>' in html
 
 
-@pytest.mark.parametrize("link", ["https://evil.example/", "//evil.example/login", "/\\evil.example"])
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://evil.example/",
+        "//evil.example/login",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/%5cevil.example",
+        "/%2F%2Fevil.example",
+    ],
+)
 async def test_a_notification_link_must_stay_on_this_site(kernel: Any, make_tenant: Any, link: str) -> None:
     from inopsio.notifications import notify
 

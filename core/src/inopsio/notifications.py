@@ -15,6 +15,8 @@ from uuid import UUID
 
 import msgspec
 
+from inopsio.site_paths import is_site_path
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,8 +49,8 @@ async def notify(
     level: Literal["info", "success", "warning", "error"] = "info",
     module: str = "kernel",
 ) -> None:
-    if link is not None and (not link.startswith("/") or link.startswith("//") or "\\" in link):
-        raise ValueError("a notification's link is a path on this site (not //host or a backslash)")
+    if link is not None and not is_site_path(link):
+        raise ValueError("a notification's link is a path on this site (not //host, a backslash, %5c or a line break)")
     note = Notification(
         title=title[:200], body=body[:1000], link=link, level=level, recipient_id=recipient_id, module=module
     )

@@ -21,7 +21,6 @@ from urllib.parse import parse_qsl
 from uuid import UUID
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import WebSocketException
 from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import select, update
@@ -67,14 +66,22 @@ class AuthenticationMiddleware:
             await self._authenticate(scope)
         except Problem as exc:
             await TenantResolutionMiddleware.refuse(
-                scope, send, exc.status_code, exc.code, exc.detail, headers=exc.headers, **exc.members
+                scope, receive, send, exc.status_code, exc.code, exc.detail, headers=exc.headers, **exc.members
             )
             return
         if handler is not None:
             # The route's access rules, checked here rather than by a Litestar guard (which costs a
             # copy of the route handler per request). What this raises is rendered by Litestar's
-            # exception handlers exactly as a guard's would be.
-            check_route(ASGIConnection(scope), handler)
+            # exception handlers exactly as a guard's would be; but Litestar closes a refused
+            # WebSocket before accepting it (a bare HTTP 403 whatever the cause), so a WebSocket is
+            # refused here with its close code instead.
+            try:
+                check_route(ASGIConnection(scope), handler)
+            except Problem as exc:
+                if scope_type != "websocket":
+                    raise
+                await TenantResolutionMiddleware.refuse(scope, receive, send, exc.status_code, exc.code, exc.detail)
+                return
         await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope) -> None:
@@ -195,17 +202,11 @@ def _bearer(scope: Scope) -> str | None:
 def check_route(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Every route's rules: public, member, or a named permission (see the module doc); then the
     module switch: a tenant that turned a module off sees its routes as if they did not exist."""
-    try:
-        _check_access(connection, handler)
-        module = handler.opt.get(MODULE_OPT)
-        tenant: TenantInfo | None = connection.scope.get("state", {}).get(STATE_KEY)
-        if module and module != "kernel" and tenant is not None and not tenant.module_enabled(module):
-            raise Problem(404, "not-found", "There is nothing at this address.")
-    except Problem as exc:
-        if str(connection.scope["type"]) == "websocket":
-            # Litestar closes a WebSocket with 4500 for any other exception: close it with 4000 + status.
-            raise WebSocketException(detail=exc.detail, code=4000 + exc.status_code) from None
-        raise
+    _check_access(connection, handler)
+    module = handler.opt.get(MODULE_OPT)
+    tenant: TenantInfo | None = connection.scope.get("state", {}).get(STATE_KEY)
+    if module and module != "kernel" and tenant is not None and not tenant.module_enabled(module):
+        raise Problem(404, "not-found", "There is nothing at this address.")
 
 
 def _check_access(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:

@@ -30,7 +30,8 @@ event id they have seen.
 
 Close codes: 4408 the client fell too far behind (its queue overflowed; reconnect with ``since``),
 4403 the user lost access to the tenant or the tenant was suspended, 1011 the server could not
-subscribe to Redis.
+subscribe to Redis. A refused handshake is accepted and closed with ``4000 + status`` (4400, 4401,
+4403, 4404, 4429: :func:`inopsio.tenancy.resolution.refuse_websocket`; table in ``docs/events.md``).
 """
 
 from __future__ import annotations

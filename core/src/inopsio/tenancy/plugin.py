@@ -25,7 +25,7 @@ async def current_tenant(tenant: CurrentTenant) -> dict[str, Any]:
         "locale": s.locale,
         "timezone": s.timezone,
         "currency": s.currency,
-        "branding": {"logo_url": s.branding.logo_url, "color": s.branding.color},
+        "branding": {"logo_url": s.branding.shown_logo_url, "color": s.branding.color},
     }
 
 

@@ -1,14 +1,24 @@
 """Which tenant a request is for: its ``Host`` subdomain, an ``X-Tenant`` header, or its token's claim.
 
-Every source given must name the same tenant, or the request is refused. A suspended tenant gets a
-403 problem document on every request; its data stays.
+Every source given must name the same tenant, each at most once, or the request is refused. A
+suspended tenant gets a 403 problem document on every request; its data stays. A refused WebSocket
+handshake is accepted and closed with ``4000 + status`` instead (see :func:`refuse_websocket`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+    WebSocketAcceptEvent,
+    WebSocketCloseEvent,
+)
 
 from inopsio.errors import PROBLEM_MEDIA_TYPE, Problem, problem_bytes
 
@@ -42,6 +52,30 @@ def check_claim(tenant: TenantInfo | None, claimed_tenant_id: str | None) -> Non
         raise Problem(403, "tenant-mismatch", "The credentials belong to another tenant than this address.")
 
 
+#: Bytes a close frame's reason may hold (RFC 6455: 125 bytes of payload, two of them the code).
+MAX_CLOSE_REASON = 123
+
+
+def close_code(status: int) -> int:
+    """The WebSocket close code for a refusal with HTTP ``status``: ``4000 + status`` (4401, 4403, ...)."""
+    return 4000 + status
+
+
+async def refuse_websocket(receive: Receive, send: Send, status: int, reason: str) -> None:
+    """Refuse a WebSocket handshake so that a browser can tell why.
+
+    A handshake closed before it is accepted reaches the client as a bare HTTP 403 whatever the
+    cause, and a browser's ``WebSocket`` cannot read that status at all. So the handshake is
+    accepted and the socket closed at once with :func:`close_code` and the reason.
+    """
+    message = await receive()
+    if message["type"] != "websocket.connect":  # the client left during the handshake
+        return
+    await send(WebSocketAcceptEvent(type="websocket.accept", subprotocol=None, headers=[]))
+    text = reason.encode()[:MAX_CLOSE_REASON].decode(errors="ignore")
+    await send(WebSocketCloseEvent(type="websocket.close", code=close_code(status), reason=text))
+
+
 class TenantResolutionMiddleware:
     """ASGI middleware run for each routed request: resolves and checks the tenant.
 
@@ -63,16 +97,33 @@ class TenantResolutionMiddleware:
         if handler is not None and handler.opt.get(TENANCY_OPT) == "none":
             await self.app(scope, receive, send)
             return
-        host = header = None
+        hosts: list[str] = []
+        headers: list[str] = []
         for name, value in scope["headers"]:
             if name == b"host":
-                host = value.decode("latin-1")
+                hosts.append(value.decode("latin-1"))
             elif name == b"x-tenant":
-                header = value.decode("latin-1").strip().lower()
+                headers.append(value.decode("latin-1").strip().lower())
+        # Two of either would be read differently by different layers (a proxy keeps the first, this
+        # loop the last), so which tenant the request is for would depend on who asks: refused.
+        for label, given in (("Host", hosts), ("X-Tenant", headers)):
+            if len(given) > 1:
+                await self.refuse(
+                    scope,
+                    receive,
+                    send,
+                    400,
+                    "duplicate-header",
+                    f"The request carries {len(given)} {label} headers; send exactly one.",
+                )
+                return
+        host = hosts[0] if hosts else None
+        header = headers[0] if headers else None
         from_host = slug_from_host(host, self.base_domain) if host else None
         if from_host and header and from_host != header:
             await self.refuse(
                 scope,
+                receive,
                 send,
                 400,
                 "tenant-mismatch",
@@ -83,11 +134,12 @@ class TenantResolutionMiddleware:
         if slug:
             tenant = await self.kernel.tenants.directory.get(slug)
             if tenant is None:
-                await self.refuse(scope, send, 404, "tenant-not-found", f"There is no tenant {slug!r}.")
+                await self.refuse(scope, receive, send, 404, "tenant-not-found", f"There is no tenant {slug!r}.")
                 return
             if not tenant.is_active:
                 await self.refuse(
                     scope,
+                    receive,
                     send,
                     403,
                     "tenant-suspended",
@@ -101,6 +153,7 @@ class TenantResolutionMiddleware:
     @staticmethod
     async def refuse(
         scope: Scope,
+        receive: Receive,
         send: Send,
         status: int,
         code: str,
@@ -108,8 +161,10 @@ class TenantResolutionMiddleware:
         headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
+        """Answer with a problem document (an HTML error page to a browser); a WebSocket handshake is
+        accepted and closed with ``4000 + status`` (see :func:`refuse_websocket`)."""
         if str(scope["type"]) == "websocket":
-            await send({"type": "websocket.close", "code": 4000 + status, "reason": detail[:120]})
+            await refuse_websocket(receive, send, status, detail)
             return
         from inopsio.web.render import wants_html
 

@@ -7,6 +7,7 @@ import functools
 import re
 import zoneinfo
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import msgspec
@@ -14,6 +15,7 @@ from babel import Locale, UnknownLocaleError
 from babel.numbers import list_currencies
 
 from inopsio.settings import QuotaLimits
+from inopsio.site_paths import holds_space_or_control, is_site_path
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 RESERVED_SLUGS = frozenset(
@@ -56,14 +58,35 @@ _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 class Branding(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    #: Checked with :func:`is_logo_url` where settings are written (a 422 naming the field) and where
+    #: the logo is shown, not here: a value stored before a check was tightened must still load.
     logo_url: str | None = None
     color: str | None = None
 
     def __post_init__(self) -> None:
         if self.color is not None and not _COLOR_RE.match(self.color):
             raise ValueError("branding.color must be a colour like #1f6feb")
-        if self.logo_url is not None and not self.logo_url.startswith(("https://", "/")):
-            raise ValueError("branding.logo_url must be an https:// URL or a path on this site")
+
+    @property
+    def shown_logo_url(self) -> str | None:
+        """The logo address to put in a page or give to clients: None for one a browser could resolve
+        off-site (stored before the check was tightened), so it is never shown."""
+        return self.logo_url if self.logo_url is not None and is_logo_url(self.logo_url) else None
+
+
+#: Why a logo address is refused, shown in the problem and in ``docs/tenancy.md``.
+LOGO_URL_RULE = "an https:// URL or a path on this site (/...; not //host, a backslash, %5c or a line break)"
+
+
+def is_logo_url(value: str) -> bool:
+    """An ``https://`` address with a host, or a path on this site (:func:`inopsio.site_paths.is_site_path`)."""
+    if value.startswith("https://"):
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:  # an unbalanced IPv6 bracket
+            return False
+        return bool(host) and not holds_space_or_control(value)
+    return is_site_path(value)
 
 
 class TenantSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

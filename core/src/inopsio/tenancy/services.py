@@ -16,15 +16,19 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from inopsio.db.base import new_id, utcnow
 from inopsio.errors import Problem
+from inopsio.names import check_name
 from inopsio.plugins import call_async
 from inopsio.pubsub import follow_channel
 from inopsio.tenancy.models import Tenant
 from inopsio.tenancy.schemas import (
+    LOGO_URL_RULE,
     RESERVED_SLUGS,
+    Branding,
     TenantCreate,
     TenantInfo,
     TenantSettings,
     TenantSettingsPatch,
+    is_logo_url,
     validate_quota_names,
 )
 
@@ -89,7 +93,11 @@ class TenantService:
                 f"The address {data.slug!r} is reserved; choose another.",
                 errors=[{"pointer": "/slug", "detail": "reserved"}],
             )
+        check_name(data.name, "/name")
         self._check_modules(data.settings.disabled_modules if data.settings else [])
+        if data.settings:
+            check_name(data.settings.display_name, "/settings/display_name")
+            self._check_branding(data.settings.branding, "/settings/branding")
         tenant_id = new_id()
         tenant_settings = data.settings or self.default_settings()
         async with self.db.session(tenant_id) as session:
@@ -133,6 +141,15 @@ class TenantService:
                 "unknown-module",
                 f"Not installed, cannot be switched off: {', '.join(unknown)}.",
                 errors=[{"pointer": "/settings/disabled_modules", "detail": "unknown module"}],
+            )
+
+    def _check_branding(self, branding: Branding, pointer: str) -> None:
+        if branding.logo_url is not None and not is_logo_url(branding.logo_url):
+            raise Problem(
+                422,
+                "invalid-settings",
+                f"The logo address must be {LOGO_URL_RULE}.",
+                errors=[{"pointer": f"{pointer}/logo_url", "detail": f"must be {LOGO_URL_RULE}"}],
             )
 
     async def get(self, tenant_id: UUID) -> TenantInfo:
@@ -187,6 +204,12 @@ class TenantService:
         return await self._update(tenant_id, status="active", suspended_reason=None)
 
     async def update_settings(self, tenant_id: UUID, patch: TenantSettingsPatch) -> TenantInfo:
+        # Only the branding given is checked: a value stored before the check was tightened does not
+        # block changing the time zone (it is not shown meanwhile, see web.render).
+        if not isinstance(patch.branding, msgspec.UnsetType):
+            self._check_branding(patch.branding, "/branding")
+        if isinstance(patch.display_name, str):
+            check_name(patch.display_name, "/display_name")
         current = await self.get(tenant_id)
         merged = msgspec.to_builtins(current.settings)
         merged.update(msgspec.to_builtins(patch))

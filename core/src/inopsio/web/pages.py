@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from litestar import Request, Response, get
@@ -23,6 +22,7 @@ from inopsio.identity.authentication import PERMISSION_OPT, PUBLIC_OPT
 from inopsio.identity.models import ApiKey, AuthSession, Invitation, Membership, OidcProvider, User
 from inopsio.identity.principal import principal_of
 from inopsio.notifications import NOTIFICATION_TYPE
+from inopsio.site_paths import is_site_path
 from inopsio.tenancy.resolution import STATE_KEY, TENANCY_OPT
 from inopsio.web.render import page, redirect, tenant_url, viewer_of
 
@@ -31,12 +31,7 @@ Req = Request[Any, Any, Any]
 
 def _safe_next(value: str | None) -> str:
     """Only a path on this site (no scheme, no host, no ``//``): an open redirect is a phishing tool."""
-    if not value:
-        return "/"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/"
-    return value
+    return value if value and is_site_path(value) else "/"
 
 
 def _tenant(request: Req) -> Any:

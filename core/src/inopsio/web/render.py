@@ -158,7 +158,7 @@ async def context_of(request: Request[Any, Any, Any]) -> dict[str, Any]:
             settings.display_name if settings and settings.display_name else (tenant.name if tenant else "Inopsio")
         ),
         "brand_color": (settings.branding.color if settings and settings.branding.color else "#1f5fbf"),
-        "brand_logo": settings.branding.logo_url if settings else None,
+        "brand_logo": settings.branding.shown_logo_url if settings else None,
         "platform_url": base_url(request),
         "login_url": "/login?next=" + quote(request.url.path),
     }

@@ -382,7 +382,9 @@
         document.dispatchEvent(new CustomEvent("inopsio:event", { detail: data.event }));
       };
       socket.onclose = function (event) {
-        if (event.code >= 4400 && event.code < 4500) return; // refused: do not hammer
+        // Refused (4400 bad request, 4401, 4403, 4404): retrying cannot help, so do not hammer. Too
+        // slow (4408) reconnects and catches up with since; rate-limited (4429) retries after the backoff.
+        if (event.code >= 4400 && event.code < 4500 && event.code !== 4408 && event.code !== 4429) return;
         setTimeout(function () { connect(Math.min((delay || 1000) * 2, 30000)); }, delay || 1000);
       };
       window.inopsioSocket = socket;
