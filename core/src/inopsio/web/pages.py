@@ -103,7 +103,7 @@ async def signup_confirm_page(request: Req, token: FromQuery[str] = "") -> Respo
         "shell/token_form.html",
         {
             "heading": "Create your workspace",
-            "intro": "Your e-mail address is confirmed by this link. Create the workspace, then sign in to it.",
+            "intro": "This link proves the e-mail address is yours. Create the workspace, then sign in to it.",
             "api": "/api/v1/auth/signup/confirm",
             # Filled in by shell.js from the answer: the new workspace's own address.
             "redirect_to": tenant_url(request, "{tenant.slug}", "/login?m=signed-up"),
