@@ -69,6 +69,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/reset-password"): PUBLIC,
     ("GET", "/verify-email"): PUBLIC,
     ("GET", "/accept-invitation"): PUBLIC,
+    ("GET", "/link-identity"): PUBLIC,
     ("GET", "/account"): MEMBER,
     ("GET", "/cards/welcome"): MEMBER,
     ("GET", "/admin/members"): needs("kernel.members.read"),
@@ -100,6 +101,10 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("POST", "/api/v1/auth/invitations/accept"): PUBLIC,
     ("GET", "/api/v1/auth/oidc/{name:str}/start"): PUBLIC,
     ("GET", "/api/v1/auth/oidc/{name:str}/callback"): PUBLIC,
+    ("POST", "/api/v1/auth/identities/confirm"): PUBLIC,
+    ("GET", "/api/v1/me/identities"): MEMBER,
+    ("POST", "/api/v1/me/identities/confirm"): MEMBER,
+    ("DELETE", "/api/v1/me/identities/{identity_id:uuid}"): MEMBER,
     # one's own account
     ("POST", "/api/v1/auth/logout"): MEMBER,
     ("POST", "/api/v1/auth/web-logout"): MEMBER,

@@ -44,6 +44,9 @@ KERNEL_ACTIONS = (
     "tenant.settings_changed",
     "oidc.configured",
     "oidc.removed",
+    "identity.link_requested",
+    "identity.linked",
+    "identity.unlinked",
 )
 
 

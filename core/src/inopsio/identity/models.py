@@ -125,7 +125,8 @@ class UserIdentity(Base):
     __tablename__ = "user_identities"
     __table_args__ = (
         UniqueConstraint("issuer", "subject"),
-        {"info": {APP_PRIVILEGES: "SELECT, INSERT, UPDATE"}},
+        # DELETE: a user unlinks a provider account (``DELETE /api/v1/me/identities/{id}``).
+        {"info": {APP_PRIVILEGES: "SELECT, INSERT, UPDATE, DELETE"}},
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=new_id)

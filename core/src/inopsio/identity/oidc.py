@@ -1,11 +1,17 @@
-"""OIDC sign-in per tenant: provider configuration, the authorization-code flow with PKCE, and linking.
+"""OIDC sign-in per tenant: provider configuration, the authorization-code flow with PKCE, and the role cap.
 
 A sign-in starts by storing its state, nonce and PKCE verifier in Redis under the random ``state``
-(bound to the tenant and provider, ten minutes, single use) and sending the browser to the
+(bound to the tenant and provider, ten minutes, single use; for a browser also to a cookie, so a
+callback address cannot be replayed in someone else's browser) and sending the browser to the
 provider. The callback spends the state, exchanges the code, validates the ID token (signature
-against the provider's JWKS, ``iss``, ``aud``, ``exp``, ``nonce``), then finds the user by
-(issuer, subject), links an existing account by a verified e-mail, or creates one, and opens a
-session like a password sign-in does.
+against the provider's JWKS, ``iss``, ``aud``, ``exp``, ``nonce``) and finds the user by (issuer,
+subject). An unknown (issuer, subject) signs nobody in: it becomes a pending link that the holder
+of the address must confirm (``identity.oidc_links``).
+
+A provider never yields more than the member who configured it holds (``configured_by``): at every
+sign-in the member's permissions here must be within that member's current ones (the built-in
+``admin`` role's for a provider saved before the rule), a new member gets the mapped role only
+within them, and a provider whose configurer left the tenant signs nobody in.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 import httpx
@@ -27,15 +34,18 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
-from inopsio.db.base import utcnow
+from inopsio.crypto import digest
 from inopsio.errors import Problem
 from inopsio.identity import audit
 from inopsio.identity.models import CustomRole, Membership, OidcProvider, User, UserIdentity
+from inopsio.identity.oidc_links import IdentityLinks, LinkConfirmationSent
 from inopsio.identity.rbac import BUILTIN_ROLES
-from inopsio.identity.services import ClientInfo, TokenPair, normalise_email
+from inopsio.identity.services import ClientInfo, normalise_email
 from inopsio.net import UnsafeUrlError, outbound_client
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from inopsio.kernel import Kernel
@@ -48,6 +58,11 @@ DISCOVERY_CACHE_SECONDS = 300
 #: Signature algorithms accepted on ID tokens (never ``none`` nor HMAC with the client secret).
 ID_TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 CLOCK_LEEWAY_SECONDS = 60
+#: What a successful sign-in opens: a token pair for the API, a web session for a browser.
+OpenedT = TypeVar("OpenedT")
+Opener = Callable[["AsyncSession", User, "TenantInfo", ClientInfo], Awaitable[OpenedT]]
+ROLE_ABOVE_PROVIDER = "oidc-role-above-provider"
+PROVIDER_ORPHANED = "oidc-provider-orphaned"
 
 
 class RoleMapping(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -70,6 +85,24 @@ class Discovery(msgspec.Struct, kw_only=True):
     token_endpoint_auth_methods_supported: list[str] = msgspec.field(default_factory=lambda: ["client_secret_basic"])
 
 
+class RoleCap(NamedTuple):
+    """What a provider's configurer holds: a sign-in through it may yield no more.
+
+    The owner role counts apart from its permissions: an admin may hold every permission there is
+    and still not make or unmake owners.
+    """
+
+    permissions: frozenset[str]
+    owner: bool
+
+    def beyond(self, role: str, permissions: Iterable[str]) -> list[str]:
+        """What ``role`` (granting ``permissions``) holds above the cap; empty when it is within."""
+        above = sorted(set(permissions) - self.permissions)
+        if role == "owner" and not self.owner:
+            above.insert(0, "the owner role")
+        return above
+
+
 class PendingSignIn(msgspec.Struct, kw_only=True):
     """What the callback needs, kept in Redis between start and callback."""
 
@@ -78,6 +111,10 @@ class PendingSignIn(msgspec.Struct, kw_only=True):
     nonce: str
     code_verifier: str
     redirect_uri: str
+    #: For a sign-in started by a browser: the digest of the cookie the callback must bring back.
+    browser_binding: str | None = None
+    #: Where a browser goes once signed in (a path on this site).
+    next_path: str = "/"
 
 
 def _unprocessable(code: str, detail: str, pointer: str) -> Problem:
@@ -181,8 +218,16 @@ class OidcService:
         custom = (await session.execute(select(CustomRole.name))).scalars()
         return {*BUILTIN_ROLES, *custom}
 
-    async def check_role_mapping(self, session: AsyncSession, mapping: RoleMapping, actor_role: str | None) -> None:
-        """Every mapped role must exist; ``owner`` is never a default, and only owners may map to it."""
+    async def check_role_mapping(
+        self, session: AsyncSession, mapping: RoleMapping, actor_id: UUID, tenant_id: UUID
+    ) -> None:
+        """Every mapped role must exist; ``owner`` is never a default, and only owners may map to it.
+
+        No mapped role may grant a permission the actor lacks: a provider is capped at its
+        configurer's permissions when people sign in through it, and a mapping above them would
+        only fail later, at someone's first sign-in.
+        """
+        authorizer = self.kernel.identity.authorizer
         roles = await self.existing_roles(session)
         for value, role in mapping.map.items():
             if role not in roles:
@@ -202,8 +247,20 @@ class OidcService:
                     f"There is no role {mapping.default_role!r} in this tenant.",
                     "/role_mapping/default_role",
                 )
-        if "owner" in mapping.map.values() and actor_role != "owner":
+        if "owner" in mapping.map.values() and authorizer.role_of(actor_id, tenant_id) != "owner":
             raise Problem(403, "forbidden", "Only an owner can map provider claims to the owner role.", permission=None)
+        held = set(authorizer.effective_permissions(actor_id, tenant_id))
+        mapped = [(f"/role_mapping/map/{value}", role) for value, role in mapping.map.items()]
+        if mapping.default_role is not None:
+            mapped.append(("/role_mapping/default_role", mapping.default_role))
+        for pointer, role in mapped:
+            beyond = sorted(set(authorizer.role_permissions(role, tenant_id)) - held)
+            if beyond:
+                detail = (
+                    f"The role {role!r} grants permissions you do not hold ({', '.join(beyond)}); a provider "
+                    "you configure can give at most what you hold."
+                )
+                raise Problem(403, "role-above-your-own", detail, errors=[{"pointer": pointer, "detail": detail}])
 
     # -- sign-in ----------------------------------------------------------------------------------------
 
@@ -216,8 +273,13 @@ class OidcService:
             raise Problem(404, "oidc-provider-not-found", f"There is no enabled sign-in provider {name!r} here.")
         return provider
 
-    async def start(self, tenant: TenantInfo, name: str) -> str:
-        """Remember a new sign-in attempt and return the provider's authorization URL for it."""
+    async def start(
+        self, tenant: TenantInfo, name: str, *, browser_secret: str | None = None, next_path: str = "/"
+    ) -> str:
+        """Remember a new sign-in attempt and return the provider's authorization URL for it.
+
+        ``browser_secret``: the value of the cookie a browser's callback must carry (see the module doc).
+        """
         provider = await self.enabled_provider(tenant, name)
         discovery = await self._discover_for_sign_in(provider)
         state, nonce, verifier = generate_token(43), generate_token(43), generate_token(64)
@@ -227,6 +289,8 @@ class OidcService:
             nonce=nonce,
             code_verifier=verifier,
             redirect_uri=self.redirect_uri(tenant, provider.name),
+            browser_binding=digest(browser_secret) if browser_secret else None,
+            next_path=next_path,
         )
         await self.redis.set(self._state_key(state), msgspec.json.encode(pending), ex=STATE_SECONDS)
         params = [
@@ -241,17 +305,11 @@ class OidcService:
         ]
         return str(add_params_to_uri(discovery.authorization_endpoint, params))
 
-    async def finish(
-        self,
-        tenant: TenantInfo,
-        name: str,
-        *,
-        code: str | None,
-        state: str | None,
-        error: str | None,
-        client: ClientInfo,
-    ) -> TokenPair:
-        """The callback: spend the state, exchange the code, validate the ID token, sign the user in."""
+    async def take_state(
+        self, tenant: TenantInfo, name: str, state: str | None, browser_secret: str | None
+    ) -> PendingSignIn:
+        """Spend the callback's ``state``: it must be known, unspent, for this tenant and provider, and
+        for a sign-in a browser started, come back to that browser."""
         if not state:
             raise Problem(400, "invalid-state", "The sign-in answer carries no state; start the sign-in again.")
         raw = await self.redis.getdel(self._state_key(state))
@@ -262,18 +320,36 @@ class OidcService:
         pending = msgspec.json.decode(raw, type=PendingSignIn)
         if pending.tenant_id != str(tenant.id) or pending.provider != name:
             raise Problem(400, "invalid-state", "This sign-in was started for another tenant or provider.")
+        if pending.browser_binding is not None and (
+            browser_secret is None or digest(browser_secret) != pending.browser_binding
+        ):
+            raise Problem(400, "invalid-state", "This sign-in was started in another browser; start it again here.")
+        return pending
+
+    async def finish(
+        self,
+        tenant: TenantInfo,
+        pending: PendingSignIn,
+        *,
+        code: str | None,
+        error: str | None,
+        client: ClientInfo,
+        open_session: Opener[OpenedT],
+    ) -> OpenedT | LinkConfirmationSent:
+        """The callback after :meth:`take_state`: exchange the code, validate the ID token, then sign
+        the user in with ``open_session``, or keep a pending link for a first sign-in."""
         if error:
             raise Problem(400, "oidc-denied", f"The provider did not sign you in ({error[:100]}).")
         if not code:
             raise Problem(400, "oidc-code-missing", "The sign-in answer carries no authorization code.")
-        provider = await self.enabled_provider(tenant, name)
+        provider = await self.enabled_provider(tenant, pending.provider)
         discovery = await self._discover_for_sign_in(provider)
         try:
             claims = await self._exchange(provider, discovery, pending, code)
         except Problem as exc:
             await self._record_failure(tenant, provider, client, exc.code)
             raise
-        return await self._sign_in(tenant, provider, claims, client)
+        return await self._sign_in(tenant, provider, claims, client, open_session)
 
     async def _discover_for_sign_in(self, provider: OidcProvider) -> Discovery:
         try:
@@ -372,11 +448,18 @@ class OidcService:
         return claims
 
     async def _sign_in(
-        self, tenant: TenantInfo, provider: OidcProvider, claims: dict[str, Any], client: ClientInfo
-    ) -> TokenPair:
+        self,
+        tenant: TenantInfo,
+        provider: OidcProvider,
+        claims: dict[str, Any],
+        client: ClientInfo,
+        open_session: Opener[OpenedT],
+    ) -> OpenedT | LinkConfirmationSent:
         accounts = self.kernel.identity.accounts
+        authorizer = self.kernel.identity.authorizer
         issuer, subject = str(claims["iss"]), str(claims["sub"])
-        joined = False
+        member: Membership | None = None
+        roles: set[str] = set()
         async with self.kernel.db.session(tenant.id) as session:
             link = (
                 await session.execute(
@@ -384,15 +467,39 @@ class OidcService:
                 )
             ).scalar_one_or_none()
             user = await session.get(User, link.user_id) if link is not None else None
-            if user is None:
-                user = await self._link_or_create(session, tenant, claims)
-                session.add(UserIdentity(user_id=user.id, issuer=issuer, subject=subject))
-            member = (
-                await session.execute(select(Membership).where(Membership.user_id == user.id))
-            ).scalar_one_or_none()
-            if member is None:
-                mapping = msgspec.convert(provider.role_mapping or {}, RoleMapping)
-                role = choose_role(mapping, claims, await self.existing_roles(session))
+            if user is not None:
+                member = (
+                    await session.execute(select(Membership).where(Membership.user_id == user.id))
+                ).scalar_one_or_none()
+                roles = await self.existing_roles(session)
+        if user is None:
+            return await self._request_link(tenant, provider, claims, issuer, subject, client)
+        cap = await self._cap(tenant, provider, client, user)
+        if member is not None:
+            role = authorizer.role_of(user.id, tenant.id) or member.role
+            above = cap.beyond(role, authorizer.effective_permissions(user.id, tenant.id))
+            if above:
+                await self._record_failure(tenant, provider, client, ROLE_ABOVE_PROVIDER, user, above=above)
+                raise Problem(
+                    403,
+                    ROLE_ABOVE_PROVIDER,
+                    f"Your role here grants more than the sign-in provider {provider.name!r} may give, "
+                    "so it cannot sign you in: sign in with your password.",
+                )
+        else:
+            mapping = msgspec.convert(provider.role_mapping or {}, RoleMapping)
+            mapped = choose_role(mapping, claims, roles)
+            role = next(
+                (r for r in (mapped, "member") if not cap.beyond(r, authorizer.role_permissions(r, tenant.id))), ""
+            )
+            if not role:
+                await self._record_failure(tenant, provider, client, ROLE_ABOVE_PROVIDER, user, role=mapped)
+                raise Problem(
+                    403,
+                    ROLE_ABOVE_PROVIDER,
+                    f"The sign-in provider {provider.name!r} cannot give you a role here; ask an admin to invite you.",
+                )
+            async with self.kernel.db.session(tenant.id) as session:
                 await accounts.add_member(session, tenant, user.id, role)
                 await audit.record(
                     session,
@@ -403,15 +510,14 @@ class OidcService:
                     ip=client.ip,
                     user_agent=client.user_agent,
                     role=role,
+                    mapped_role=mapped,
                     method="oidc",
                     provider=provider.name,
                 )
-                joined = True
-        if joined:
             # The new role must be in the enforcer before the access token (which names it) is issued.
-            await self.kernel.identity.authorizer.changed(tenant.id)
+            await authorizer.changed(tenant.id)
         async with self.kernel.db.session(tenant.id) as session:
-            pair = await accounts._open_session(session, user, tenant, client)
+            opened = await open_session(session, user, tenant, client)
             await audit.record(
                 session,
                 tenant.id,
@@ -423,10 +529,37 @@ class OidcService:
                 method="oidc",
                 provider=provider.name,
             )
-        return pair
+        return opened
 
-    async def _link_or_create(self, session: AsyncSession, tenant: TenantInfo, claims: dict[str, Any]) -> User:
-        """The account for a first sign-in through this provider account (see the module doc)."""
+    async def _cap(self, tenant: TenantInfo, provider: OidcProvider, client: ClientInfo, user: User) -> RoleCap:
+        """The most a sign-in through ``provider`` may yield here: what its configurer holds now."""
+        authorizer = self.kernel.identity.authorizer
+        if provider.configured_by is None:
+            return RoleCap(frozenset(authorizer.role_permissions("admin", tenant.id)), owner=False)
+        configurer_role = authorizer.role_of(provider.configured_by, tenant.id)
+        if configurer_role is None:
+            await self._record_failure(tenant, provider, client, PROVIDER_ORPHANED, user)
+            raise Problem(
+                403,
+                PROVIDER_ORPHANED,
+                f"The sign-in provider {provider.name!r} was set up by someone who is no longer a member here, "
+                "so it signs nobody in until an admin saves it again. Sign in with your password meanwhile.",
+            )
+        return RoleCap(
+            frozenset(authorizer.effective_permissions(provider.configured_by, tenant.id)),
+            owner=configurer_role == "owner",
+        )
+
+    async def _request_link(
+        self,
+        tenant: TenantInfo,
+        provider: OidcProvider,
+        claims: dict[str, Any],
+        issuer: str,
+        subject: str,
+        client: ClientInfo,
+    ) -> LinkConfirmationSent:
+        """A first sign-in through this provider account: the address holder must confirm it."""
         raw_email = claims.get("email")
         if not isinstance(raw_email, str) or not raw_email.strip():
             raise Problem(
@@ -434,55 +567,38 @@ class OidcService:
                 "oidc-email-missing",
                 "The provider did not share an e-mail address; its configuration needs the email scope.",
             )
-        email = normalise_email(raw_email)
-        verified = claims.get("email_verified") in (True, "true")
-        user = (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
-        if user is None:
-            name = claims.get("name")
-            user = User(
-                email=email,
-                name=name[:200] if isinstance(name, str) else "",
-                password_hash=None,
-                email_verified_at=utcnow() if verified else None,
-            )
-            session.add(user)
-            await session.flush()
-            return user
-        if not verified:
-            raise Problem(
-                409,
-                "oidc-email-unverified",
-                "An account with this e-mail exists, and the provider has not verified the address, "
-                "so the two cannot be linked.",
-            )
-        # A tenant admin controls their provider, and so what it claims; linking an account that
-        # belongs to other tenants only would let that admin act under someone else's identity.
-        is_member = (
-            await session.execute(select(Membership.user_id).where(Membership.user_id == user.id))
-        ).scalar_one_or_none()
-        if is_member is None:
-            raise Problem(
-                409,
-                "account-exists",
-                "An account with this e-mail exists but is not a member here; ask an admin to invite it, "
-                "then sign in through the provider.",
-            )
-        if user.email_verified_at is None:
-            user.email_verified_at = utcnow()
-        return user
+        name = claims.get("name")
+        return await IdentityLinks(self.kernel).request(
+            tenant,
+            provider,
+            issuer=issuer,
+            subject=subject,
+            email=normalise_email(raw_email),
+            name=name if isinstance(name, str) else "",
+            client=client,
+        )
 
     async def _record_failure(
-        self, tenant: TenantInfo, provider: OidcProvider, client: ClientInfo, reason: str
+        self,
+        tenant: TenantInfo,
+        provider: OidcProvider,
+        client: ClientInfo,
+        reason: str,
+        user: User | None = None,
+        **details: Any,
     ) -> None:
         async with self.kernel.db.session(tenant.id) as session:
             await audit.record(
                 session,
                 tenant.id,
                 "auth.signin.failed",
+                actor_id=user.id if user is not None else None,
+                actor_label=user.email if user is not None else "",
                 ip=client.ip,
                 user_agent=client.user_agent,
                 outcome="failure",
                 method="oidc",
                 provider=provider.name,
                 reason=reason,
+                **details,
             )

@@ -1,28 +1,38 @@
-"""OIDC API: tenant admins configure sign-in providers; users sign in through them."""
+"""OIDC API: tenant admins configure sign-in providers; users sign in through them and manage the
+provider accounts linked to theirs."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, delete, get, put
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.datastructures import Cookie
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Redirect
 from sqlalchemy import select
 
+from inopsio.crypto import new_token
 from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.errors import Problem
 from inopsio.identity import audit
 from inopsio.identity.authentication import PERMISSION_OPT, PUBLIC_OPT, require_user
 from inopsio.identity.controllers import client_of
 from inopsio.identity.models import OidcProvider
-from inopsio.identity.oidc import OidcService, RoleMapping
-from inopsio.identity.services import TokenPair
+from inopsio.identity.oidc import STATE_SECONDS, OidcService, RoleMapping
+from inopsio.identity.oidc_links import IdentityLinks, IdentityOut, LinkConfirmationSent
+from inopsio.identity.oidc_pages import link_sent_page, sign_in_failed_page
+from inopsio.site_paths import is_site_path
 
 PROVIDER_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{1,49}$")
 SETTINGS_WRITE = "kernel.settings.write"
+#: The cookie binding a sign-in a browser started to that browser (``__Host-`` where it can be kept).
+BINDING_COOKIE = "__Host-inopsio_oidc"
+INSECURE_BINDING_COOKIE = "inopsio_oidc"
+MailedToken = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class OidcProviderIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -44,6 +54,9 @@ class OidcProviderOut(msgspec.Struct, kw_only=True):
     enabled: bool
     #: The callback address to register at the provider.
     redirect_uri: str
+    #: Who last saved it: sign-ins through it never yield more than this member holds now
+    #: (``None``: saved before that rule; capped at the built-in admin role).
+    configured_by: UUID | None
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -57,6 +70,7 @@ def _out(service: OidcService, tenant: Any, provider: OidcProvider) -> OidcProvi
         role_mapping=msgspec.convert(provider.role_mapping or {}, RoleMapping),
         enabled=provider.enabled,
         redirect_uri=service.redirect_uri(tenant, provider.name),
+        configured_by=provider.configured_by,
         created_at=provider.created_at,
         updated_at=provider.updated_at,
     )
@@ -89,7 +103,11 @@ class OidcProvidersController(Controller):
         name: FromPath[str],
         data: JSONBody[OidcProviderIn],
     ) -> OidcProviderOut:
-        """Create or change a provider. Its discovery document is fetched and checked first."""
+        """Create or change a provider. Its discovery document is fetched and checked first.
+
+        The caller becomes its configurer: no mapped role may grant more than they hold, and sign-ins
+        through it never yield more than they hold at that moment.
+        """
         _, actor_id = require_user(request)
         _check_name(name)
         if "openid" not in data.scopes.split():
@@ -101,10 +119,9 @@ class OidcProvidersController(Controller):
             )
         service = OidcService(kernel)
         discovery = await service.discover(data.issuer.strip(), use_cache=False)
-        actor_role = kernel.identity.authorizer.role_of(actor_id, tenant.id)
         client = client_of(request)
         async with kernel.db.session(tenant.id) as session:
-            await service.check_role_mapping(session, data.role_mapping, actor_role)
+            await service.check_role_mapping(session, data.role_mapping, actor_id, tenant.id)
             provider = (
                 await session.execute(select(OidcProvider).where(OidcProvider.name == name).with_for_update())
             ).scalar_one_or_none()
@@ -127,6 +144,7 @@ class OidcProvidersController(Controller):
             provider.scopes = " ".join(data.scopes.split())
             provider.role_mapping = msgspec.to_builtins(data.role_mapping)
             provider.enabled = data.enabled
+            provider.configured_by = actor_id
             await session.flush()
             await audit.record(
                 session,
@@ -170,15 +188,56 @@ class OidcProvidersController(Controller):
             )
 
 
+def _binding_cookie_name(kernel: KernelDep, request: Request[Any, Any, Any]) -> str:
+    secure = kernel.identity.web_sessions.is_secure(request.scope)
+    return BINDING_COOKIE if secure else INSECURE_BINDING_COOKIE
+
+
+def _binding_cookie(kernel: KernelDep, request: Request[Any, Any, Any], value: str, max_age: int) -> Cookie:
+    return Cookie(
+        key=_binding_cookie_name(kernel, request),
+        value=value,
+        path="/",
+        secure=kernel.identity.web_sessions.is_secure(request.scope),
+        httponly=True,
+        # Lax: the provider sends the browser back with a top-level GET, which carries it.
+        samesite="lax",
+        max_age=max_age,
+    )
+
+
+def _is_browser(request: Request[Any, Any, Any]) -> bool:
+    """A browser navigating (not an API client): it asks for HTML."""
+    return "text/html" in request.headers.get("accept", "")
+
+
 class OidcSignInController(Controller):
     path = "/api/v1/auth/oidc"
     tags = ["auth"]
 
     @get("/{name:str}/start", status_code=302, opt={PUBLIC_OPT: True})
-    async def start(self, kernel: KernelDep, tenant: CurrentTenant, name: FromPath[str]) -> Redirect:
-        """Send the browser to the provider to sign in to this tenant."""
-        url = await OidcService(kernel).start(tenant, name)
-        return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"})
+    async def start(
+        self,
+        request: Request[Any, Any, Any],
+        kernel: KernelDep,
+        tenant: CurrentTenant,
+        name: FromPath[str],
+        next_path: Annotated[str | None, QueryParameter(name="next", max_length=2000)] = None,
+    ) -> Redirect:
+        """Send the browser to the provider to sign in to this tenant.
+
+        A browser (one asking for HTML) gets a cookie its callback must bring back, and is signed in
+        with a session cookie at the end, then sent to ``next`` (a path on this site).
+        """
+        browser_secret = new_token() if _is_browser(request) else None
+        url = await OidcService(kernel).start(
+            tenant,
+            name,
+            browser_secret=browser_secret,
+            next_path=next_path if next_path and is_site_path(next_path) else "/",
+        )
+        cookies = [_binding_cookie(kernel, request, browser_secret, STATE_SECONDS)] if browser_secret else []
+        return Redirect(path=url, status_code=302, headers={"Cache-Control": "no-store"}, cookies=cookies)
 
     @get("/{name:str}/callback", opt={PUBLIC_OPT: True})
     async def callback(
@@ -190,8 +249,125 @@ class OidcSignInController(Controller):
         code: Annotated[str | None, QueryParameter(name="code", max_length=2000)] = None,
         oauth_state: Annotated[str | None, QueryParameter(name="state", max_length=200)] = None,
         error: Annotated[str | None, QueryParameter(name="error", max_length=200)] = None,
-    ) -> TokenPair:
-        """Where the provider sends the browser back: signs the user in and returns their tokens."""
-        return await OidcService(kernel).finish(
-            tenant, name, code=code, state=oauth_state, error=error, client=client_of(request)
+    ) -> Response[Any]:
+        """Where the provider sends the browser back.
+
+        An API client gets a token pair (200), or, for a provider account not linked to any account
+        yet, 202 ``oidc-link-confirmation-sent`` whoever the e-mail address belongs to: its holder
+        must confirm the link (mailed link, or password). A browser that started the sign-in gets a
+        session cookie and is sent on, or a page saying what happened.
+        """
+        service = OidcService(kernel)
+        client = client_of(request)
+        web_sessions = kernel.identity.web_sessions
+        no_store = {"Cache-Control": "no-store"}
+        cleared = _binding_cookie(kernel, request, "", 0)
+        try:
+            pending = await service.take_state(
+                tenant, name, oauth_state, request.cookies.get(_binding_cookie_name(kernel, request))
+            )
+            if pending.browser_binding is None:
+                api = await service.finish(
+                    tenant,
+                    pending,
+                    code=code,
+                    error=error,
+                    client=client,
+                    open_session=kernel.identity.accounts._open_session,
+                )
+                if isinstance(api, LinkConfirmationSent) and _is_browser(request):
+                    return await link_sent_page(request, name, api)
+                return Response(
+                    api, status_code=202 if isinstance(api, LinkConfirmationSent) else 200, headers=no_store
+                )
+            web = await service.finish(
+                tenant, pending, code=code, error=error, client=client, open_session=web_sessions.open
+            )
+        except Problem as exc:
+            if not _is_browser(request):
+                raise
+            response = await sign_in_failed_page(request, name, exc)
+            response.set_cookie(cleared)
+            return response
+        if isinstance(web, LinkConfirmationSent):
+            response = await link_sent_page(request, name, web)
+            response.set_cookie(cleared)
+            return response
+        return Response(
+            None,
+            status_code=303,
+            headers={"Location": pending.next_path, **no_store},
+            cookies=[*web_sessions.cookies(request.scope, web), cleared],
         )
+
+
+class LinkTokenIn(msgspec.Struct, forbid_unknown_fields=True):
+    token: MailedToken
+
+
+class LinkPasswordIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    #: The pending token the provider sign-in answered with.
+    token: MailedToken
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    totp_code: Annotated[str, msgspec.Meta(max_length=12)] | None = None
+    recovery_code: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+
+
+class IdentityConfirmationController(Controller):
+    path = "/api/v1/auth/identities"
+    tags = ["auth"]
+
+    @post("/confirm", status_code=200, opt={PUBLIC_OPT: True})
+    async def confirm_by_mail(
+        self, request: Request[Any, Any, Any], kernel: KernelDep, tenant: CurrentTenant, data: JSONBody[LinkTokenIn]
+    ) -> IdentityOut:
+        """Link a provider account with the token mailed to the address it gave (single use, one hour).
+
+        For an address without an account, the account is created (verified: the mailbox was reached).
+        The next sign-in through the provider then signs its holder in.
+        """
+        return await IdentityLinks(kernel).confirm_by_mail(tenant, data.token, client_of(request))
+
+
+class MyIdentitiesController(Controller):
+    path = "/api/v1/me/identities"
+    tags = ["me"]
+
+    @get("/")
+    async def list_identities(
+        self, request: Request[Any, Any, Any], kernel: KernelDep, tenant: CurrentTenant
+    ) -> list[IdentityOut]:
+        """The provider accounts linked to yours (each signs you in through this tenant's providers with
+        its issuer)."""
+        _, user_id = require_user(request)
+        return await IdentityLinks(kernel).linked(tenant, user_id)
+
+    @post("/confirm", status_code=200)
+    async def confirm_signed_in(
+        self,
+        request: Request[Any, Any, Any],
+        kernel: KernelDep,
+        tenant: CurrentTenant,
+        data: JSONBody[LinkPasswordIn],
+    ) -> IdentityOut:
+        """Link the provider account of a pending sign-in to yours: its pending token, and your password
+        (and ``totp_code`` or ``recovery_code`` with two-factor authentication) again, so a session opened
+        through a provider cannot link more provider accounts on its own."""
+        _, user_id = require_user(request)
+        return await IdentityLinks(kernel).confirm_signed_in(
+            tenant,
+            user_id,
+            data.token,
+            data.password,
+            client_of(request),
+            totp_code=data.totp_code,
+            recovery_code=data.recovery_code,
+        )
+
+    @delete("/{identity_id:uuid}", status_code=204)
+    async def unlink(
+        self, request: Request[Any, Any, Any], kernel: KernelDep, tenant: CurrentTenant, identity_id: FromPath[UUID]
+    ) -> None:
+        """Unlink a provider account: it signs you in no more until you confirm it again."""
+        _, user_id = require_user(request)
+        await IdentityLinks(kernel).unlink(tenant, user_id, identity_id, client_of(request))

@@ -11,6 +11,7 @@ from inopsio.identity import (
     invitations,
     models,
     oidc_controllers,
+    oidc_pages,
     recovery,
     totp_controllers,
     web_session_controllers,
@@ -70,6 +71,9 @@ def register_routes(register: Any) -> None:
     register(admin_controllers.TenantSettingsController)
     register(oidc_controllers.OidcProvidersController)
     register(oidc_controllers.OidcSignInController)
+    register(oidc_controllers.IdentityConfirmationController)
+    register(oidc_controllers.MyIdentitiesController)
+    register(oidc_pages.link_identity_page)
     register(recovery.RecoveryController)
     register(invitations.InvitationsController)
     register(invitations.accept_invitation)

@@ -20,6 +20,7 @@ from inopsio.errors import Problem
 from inopsio.identity.audit_search import AuditFilter, search_audit
 from inopsio.identity.authentication import PERMISSION_OPT, PUBLIC_OPT
 from inopsio.identity.models import ApiKey, AuthSession, Invitation, Membership, OidcProvider, User
+from inopsio.identity.oidc_links import IdentityLinks
 from inopsio.identity.principal import principal_of
 from inopsio.notifications import NOTIFICATION_TYPE
 from inopsio.site_paths import is_site_path
@@ -246,6 +247,7 @@ async def account_page(request: Req, kernel: KernelDep) -> Response[Any]:
                 .order_by(ApiKey.created_at.desc())
             )
         ).all()
+    identities = await IdentityLinks(kernel).linked(tenant, principal.user_id)
     viewer = await viewer_of(request)
     return await page(
         request,
@@ -254,6 +256,7 @@ async def account_page(request: Req, kernel: KernelDep) -> Response[Any]:
             "title": "Your account",
             "sessions": sessions,
             "current_session": principal.session_id,
+            "identities": identities,
             "keys": keys,
             "can_keys": viewer is not None and viewer.can("kernel.api_keys.write"),
             "grantable": sorted(viewer.permissions) if viewer else [],
