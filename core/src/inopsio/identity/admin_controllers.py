@@ -13,10 +13,11 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.errors import Problem
 from inopsio.identity import audit
+from inopsio.identity.api_keys import ApiKeyStatus, ApiKeyView
 from inopsio.identity.audit_search import AuditFilter, search_audit
 from inopsio.identity.authentication import PERMISSION_OPT, require_user
 from inopsio.identity.controllers import client_of
-from inopsio.identity.models import ApiKey, AuditEntry
+from inopsio.identity.models import AuditEntry, User
 from inopsio.identity.principal import principal_of
 from inopsio.tenancy.schemas import TenantSettings, TenantSettingsPatch
 
@@ -46,12 +47,27 @@ class ApiKeyIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     expires_at: Annotated[dt.datetime, msgspec.Meta(tz=True)] | None = None
 
 
+class ApiKeyOwner(msgspec.Struct, kw_only=True):
+    """The member a key acts for: its creator, until an admin hands it over."""
+
+    user_id: UUID
+    email: str
+    name: str
+
+
 class ApiKeyOut(msgspec.Struct, kw_only=True):
     id: UUID
     name: str
     prefix: str
+    #: What the key was given.
     permissions: list[str]
+    #: The owner's id (the creator until the key was handed over); ``null`` once the account was deleted.
     created_by: UUID | None
+    #: ``null`` once the owner's account was deleted.
+    owner: ApiKeyOwner | None
+    status: ApiKeyStatus
+    #: What the key can do now: its permissions that its owner holds now; empty unless ``active``.
+    effective_permissions: list[str]
     created_at: dt.datetime
     last_used_at: dt.datetime | None
     expires_at: dt.datetime | None
@@ -64,13 +80,21 @@ class ApiKeyCreated(ApiKeyOut, kw_only=True):
     key: str
 
 
-def _key_out(row: ApiKey) -> dict[str, Any]:
+class ApiKeyOwnerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    user_id: UUID
+
+
+def _key_out(view: ApiKeyView) -> dict[str, Any]:
+    row, owner = view.key, view.owner
     return {
         "id": row.id,
         "name": row.name,
         "prefix": row.prefix,
         "permissions": list(row.permissions),
         "created_by": row.created_by,
+        "owner": ApiKeyOwner(user_id=owner.id, email=owner.email, name=owner.name) if owner else None,
+        "status": view.status,
+        "effective_permissions": view.effective_permissions,
         "created_at": row.created_at,
         "last_used_at": row.last_used_at,
         "expires_at": row.expires_at,
@@ -91,15 +115,36 @@ class ApiKeysController(Controller):
         _, user_id = require_user(request)
         if not data.name.strip():
             raise Problem(422, "invalid-name", "Give the key a name.", errors=[{"pointer": "/name", "detail": "blank"}])
-        row, key = await kernel.identity.api_keys.create(
+        keys = kernel.identity.api_keys
+        row, key = await keys.create(
             tenant.id, user_id, data.name, data.permissions, data.expires_at, **_client_fields(request)
         )
-        return ApiKeyCreated(**_key_out(row), key=key)
+        async with kernel.db.session(tenant.id) as session:
+            owner = await session.get(User, user_id)
+        return ApiKeyCreated(**_key_out(keys.view(tenant.id, row, owner, row.created_at)), key=key)
 
     @get("/", opt={PERMISSION_OPT: "kernel.api_keys.write"})
     async def list_keys(self, kernel: KernelDep, tenant: CurrentTenant) -> list[ApiKeyOut]:
-        """Every key of the tenant, newest first, revoked ones included; never the secret."""
-        return [ApiKeyOut(**_key_out(row)) for row in await kernel.identity.api_keys.list_keys(tenant.id)]
+        """Every key of the tenant, newest first, revoked ones included, with its owner, status and what
+        it can do now (its permissions that its owner still holds); never the secret."""
+        return [ApiKeyOut(**_key_out(view)) for view in await kernel.identity.api_keys.list_keys(tenant.id)]
+
+    @post("/{key_id:uuid}/owner", status_code=200, opt={PERMISSION_OPT: "kernel.api_keys.write"})
+    async def hand_over_key(
+        self,
+        request: Request[Any, Any, Any],
+        kernel: KernelDep,
+        tenant: CurrentTenant,
+        key_id: FromPath[UUID],
+        data: JSONBody[ApiKeyOwnerIn],
+    ) -> ApiKeyOut:
+        """Hand a key to another member (say, when its owner leaves): from now on it can do what it lists
+        and the new owner holds. You must hold every permission the key lists. Audited."""
+        _, actor_id = require_user(request)
+        view = await kernel.identity.api_keys.hand_over(
+            tenant.id, key_id, data.user_id, actor_id=actor_id, **_client_fields(request)
+        )
+        return ApiKeyOut(**_key_out(view))
 
     @delete("/{key_id:uuid}", status_code=204, opt={PERMISSION_OPT: "kernel.api_keys.write"})
     async def revoke_key(

@@ -38,6 +38,7 @@ KERNEL_ACTIONS = (
     "role.deleted",
     "api_key.created",
     "api_key.revoked",
+    "api_key.owner_changed",
     "tenant.created",
     "tenant.suspended",
     "tenant.resumed",

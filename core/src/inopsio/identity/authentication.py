@@ -9,7 +9,8 @@ and checks that the session was not ended (each process holds the ended sessions
 
 Then it applies each route's ``opt`` (:func:`check_route`): ``public`` routes admit anyone;
 otherwise a member is required, and ``permission`` (``<plugin>.<resource>.<action>``) is checked
-with Casbin; a module the tenant switched off answers 404.
+with Casbin; an API key needs the permission on its own list *and* held by its owner at this moment
+(a key whose owner left the tenant does nothing); a module the tenant switched off answers 404.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from inopsio.identity.principal import PRINCIPAL_KEY, Principal
 from inopsio.tenancy.resolution import STATE_KEY, TENANCY_OPT, TenantResolutionMiddleware, check_claim
 
 if TYPE_CHECKING:
+    from inopsio.identity.rbac import Authorizer
     from inopsio.kernel import Kernel
     from inopsio.tenancy.schemas import TenantInfo
 
@@ -233,12 +235,11 @@ def _check_access(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseR
         )
     permission: str | None = opt.get(PERMISSION_OPT)
     kernel = connection.app.state.kernel
+    authorizer = kernel.identity.authorizer
     if principal.kind == "api_key":
-        if permission is None or principal.permissions is None or permission not in principal.permissions:
-            raise _forbidden(permission, "This API key is not allowed to do this.")
+        _check_api_key(authorizer, principal, tenant, permission)
         return
     assert principal.user_id is not None
-    authorizer = kernel.identity.authorizer
     if authorizer.role_of(principal.user_id, tenant.id) is None:
         raise Problem(403, "not-a-member", "You are not a member of this tenant.")
     if tenant.settings.require_2fa and not principal.mfa and not _is_enrolment(connection):
@@ -250,6 +251,26 @@ def _check_access(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseR
         )
     if permission is not None and not authorizer.allowed(principal.user_id, tenant.id, permission):
         raise _forbidden(permission, "Your role does not allow this.")
+
+
+def _check_api_key(authorizer: Authorizer, principal: Principal, tenant: TenantInfo, permission: str | None) -> None:
+    """A key acts for its owner, at every request: it does nothing once the owner has left the
+    tenant, and only what it lists *and* the owner may do now (so demoting the owner narrows it at
+    once). Both answers are dictionary lookups, cleared on every RBAC change in any process."""
+    owner = principal.user_id
+    if owner is None or authorizer.role_of(owner, tenant.id) is None:
+        raise Problem(
+            403,
+            "api-key-owner-removed",
+            "The member who owns this API key is no longer in this tenant, so the key does nothing. "
+            "An admin can hand it over to another member (POST /api/v1/api-keys/{id}/owner) or revoke it.",
+            api_key_id=str(principal.api_key_id),
+        )
+    if permission is not None and authorizer.allows(principal, tenant.id, permission):
+        return
+    if permission is not None and principal.permissions is not None and permission in principal.permissions:
+        raise _forbidden(permission, "The owner of this API key no longer holds this permission.")
+    raise _forbidden(permission, "This API key is not allowed to do this.")
 
 
 def _forbidden(permission: str | None, detail: str) -> Problem:

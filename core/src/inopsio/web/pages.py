@@ -19,7 +19,7 @@ from inopsio.deps import CurrentTenant, KernelDep
 from inopsio.errors import Problem
 from inopsio.identity.audit_search import AuditFilter, search_audit
 from inopsio.identity.authentication import PERMISSION_OPT, PUBLIC_OPT
-from inopsio.identity.models import ApiKey, AuthSession, Invitation, Membership, OidcProvider, User
+from inopsio.identity.models import AuthSession, Invitation, Membership, OidcProvider, User
 from inopsio.identity.oidc_links import IdentityLinks
 from inopsio.identity.principal import principal_of
 from inopsio.notifications import NOTIFICATION_TYPE
@@ -240,13 +240,8 @@ async def account_page(request: Req, kernel: KernelDep) -> Response[Any]:
                 .limit(50)
             )
         ).all()
-        keys = (
-            await session.scalars(
-                select(ApiKey)
-                .where(ApiKey.created_by == principal.user_id, ApiKey.revoked_at.is_(None))
-                .order_by(ApiKey.created_at.desc())
-            )
-        ).all()
+    owned = await kernel.identity.api_keys.list_keys(tenant.id, owned_by=principal.user_id)
+    keys = [k for k in owned if k.status != "revoked"]
     identities = await IdentityLinks(kernel).linked(tenant, principal.user_id)
     viewer = await viewer_of(request)
     return await page(
@@ -260,7 +255,32 @@ async def account_page(request: Req, kernel: KernelDep) -> Response[Any]:
             "keys": keys,
             "can_keys": viewer is not None and viewer.can("kernel.api_keys.write"),
             "grantable": sorted(viewer.permissions) if viewer else [],
+            "status_labels": API_KEY_STATUS_LABELS,
         },
+    )
+
+
+API_KEY_STATUS_LABELS = {
+    "active": "Active",
+    "revoked": "Revoked",
+    "expired": "Expired",
+    "owner_removed": "Owner left",
+}
+
+
+@get("/admin/api-keys", opt={PERMISSION_OPT: "kernel.api_keys.write"}, include_in_schema=False)
+async def api_keys_page(request: Req, kernel: KernelDep) -> Response[Any]:
+    """Every key of the tenant with its owner and status, to hand a leaver's keys over or revoke them."""
+    tenant = _tenant(request)
+    keys = await kernel.identity.api_keys.list_keys(tenant.id)
+    async with kernel.db.session(tenant.id) as session:
+        members = (
+            await session.scalars(select(User).join(Membership, Membership.user_id == User.id).order_by(User.email))
+        ).all()
+    return await page(
+        request,
+        "shell/admin/api_keys.html",
+        {"title": "API keys", "keys": keys, "members": members, "status_labels": API_KEY_STATUS_LABELS},
     )
 
 

@@ -33,6 +33,7 @@ def register_routes(register: Any) -> None:
         pages.welcome_card,
         pages.account_page,
         pages.members_page,
+        pages.api_keys_page,
         pages.roles_page,
         pages.settings_page,
         pages.audit_page,
@@ -74,6 +75,16 @@ def register_menu(register: Any) -> None:
             permission="kernel.settings.write",
             icon="settings",
             order=30,
+        )
+    )
+    register(
+        MenuEntry(
+            label="API keys",
+            href="/admin/api-keys",
+            section=admin,
+            permission="kernel.api_keys.write",
+            icon="key",
+            order=35,
         )
     )
     register(

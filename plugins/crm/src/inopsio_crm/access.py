@@ -23,13 +23,11 @@ class Viewer:
 
 
 def has_permission(request: Any, tenant: TenantInfo, permission: str) -> bool:
+    """The kernel's rule: a user's role; an API key's own list *and* what its owner may do now."""
     principal = principal_of(request.scope)
     if principal is None:
         return False
-    if principal.permissions is not None:  # an API key: exactly what it lists
-        return permission in principal.permissions
-    kernel = request.app.state.kernel
-    return bool(principal.user_id and kernel.identity.authorizer.allowed(principal.user_id, tenant.id, permission))
+    return bool(request.app.state.kernel.identity.authorizer.allows(principal, tenant.id, permission))
 
 
 def viewer_of(request: Any, tenant: TenantInfo) -> Viewer:
