@@ -77,6 +77,16 @@ def _key(kernel: Kernel, token: str) -> str:
     return f"{kernel.settings.redis_namespace}:signup:{digest(token)}"
 
 
+def _unavailable() -> Problem:
+    # Pending sign-ups live in Redis: without it, say so plainly rather than answer 500.
+    return Problem(
+        503,
+        "signup-unavailable",
+        "Signing up is unavailable for a moment. Try again shortly.",
+        headers={"Retry-After": "30"},
+    )
+
+
 def _slug_problem(status: int, code: str, detail: str, what: str) -> Problem:
     return Problem(status, code, detail, errors=[{"pointer": "/tenant_slug", "detail": what}])
 
@@ -109,13 +119,17 @@ async def request_signup(
         email=email, name=name.strip(), tenant_slug=tenant_slug, tenant_name=tenant_name, password_hash=password_hash
     )
     token = new_token(TOKEN_PREFIX) if existing is None or proven else None
-    if await _mail_allowed(kernel, email):
-        if token is not None:
+    try:
+        allowed = await _mail_allowed(kernel, email)
+        if allowed and token is not None:
             await kernel.redis.set(
                 _key(kernel, token),
                 kernel.identity.box.encrypt(msgspec.json.encode(pending).decode()),
                 ex=int(SIGNUP_LIFETIME.total_seconds()),
             )
+    except RedisError:
+        raise _unavailable() from None
+    if allowed:
         if existing is None:
             await _mail_link(kernel, pending, token or "")
         else:
@@ -199,9 +213,7 @@ async def confirm_signup(kernel: Kernel, token: str, client: ClientInfo) -> tupl
     try:
         stored = await kernel.redis.getdel(_key(kernel, token))
     except RedisError:
-        raise Problem(
-            503, "signup-unavailable", "Creating workspaces is unavailable for a moment.", headers={"Retry-After": "30"}
-        ) from None
+        raise _unavailable() from None
     if stored is None:
         raise invalid_token()
     raw = stored.decode() if isinstance(stored, bytes) else str(stored)
