@@ -9,9 +9,10 @@ subject). An unknown (issuer, subject) signs nobody in: it becomes a pending lin
 of the address must confirm (``identity.oidc_links``).
 
 A provider never yields more than the member who configured it holds (``configured_by``): at every
-sign-in the member's permissions here must be within that member's current ones (the built-in
-``admin`` role's for a provider saved before the rule), a new member gets the mapped role only
-within them, and a provider whose configurer left the tenant signs nobody in.
+sign-in the signing-in member's permissions here must be within the configurer's current ones (the
+built-in ``admin`` role's for a provider saved before the rule; only an owner's provider signs in an
+owner), a new member gets the mapped role only within them, and a provider whose configurer left
+the tenant signs nobody in (:class:`RoleCap`).
 """
 
 from __future__ import annotations

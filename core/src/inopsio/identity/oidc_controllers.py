@@ -286,7 +286,8 @@ class OidcSignInController(Controller):
         except Problem as exc:
             if not _is_browser(request):
                 raise
-            response = await sign_in_failed_page(request, name, exc)
+            # The path's name may be anything someone put in a link: only a provider's name is shown.
+            response = await sign_in_failed_page(request, name if PROVIDER_NAME_RE.match(name) else None, exc)
             response.set_cookie(cleared)
             return response
         if isinstance(web, LinkConfirmationSent):

@@ -55,19 +55,19 @@ async def link_sent_page(request: Req, provider: str, sent: LinkConfirmationSent
     )
 
 
-async def sign_in_failed_page(request: Req, provider: str, problem: Problem) -> Response[Any]:
+async def sign_in_failed_page(request: Req, provider: str | None, problem: Problem) -> Response[Any]:
     """A sign-in through a provider that was refused, said in words, with the way forward."""
+    actions = [{"label": "Sign in with a password", "href": "/login"}]
+    if provider is not None:
+        actions.append({"label": f"Try {_display(provider)} again", "href": f"/api/v1/auth/oidc/{provider}/start"})
     return await page(
         request,
         "shell/oidc_result.html",
         {
-            "heading": f"Signing in with {_display(provider)} did not work",
+            "heading": f"Signing in with {_display(provider)} did not work" if provider else "Signing in did not work",
             "paragraphs": [problem.detail],
             "hint": f"Reference: {problem.code}",
-            "actions": [
-                {"label": "Sign in with a password", "href": "/login"},
-                {"label": f"Try {_display(provider)} again", "href": f"/api/v1/auth/oidc/{quote(provider)}/start"},
-            ],
+            "actions": actions,
         },
         status_code=problem.status_code,
     )
