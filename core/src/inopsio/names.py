@@ -24,6 +24,15 @@ def is_one_line(value: str) -> bool:
     return not any(ch in _BIDI_CONTROLS or unicodedata.category(ch) in _REFUSED_CATEGORIES for ch in value)
 
 
+def to_one_line(value: str) -> str:
+    """``value`` with every refused character turned into a space, runs of spaces collapsed: for
+    names that come from elsewhere (an OIDC provider's ``name`` claim), which are kept, not refused."""
+    cleaned = "".join(
+        " " if ch in _BIDI_CONTROLS or unicodedata.category(ch) in _REFUSED_CATEGORIES else ch for ch in value
+    )
+    return " ".join(cleaned.split())
+
+
 def check_name(value: str | None, pointer: str) -> None:
     """Refuse (422 ``invalid-name``) a name that is not one line of visible text; ``pointer`` is the
     JSON pointer of the field in the request body (``/name``, ``/tenant_name``, ...)."""

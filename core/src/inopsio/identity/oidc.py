@@ -42,6 +42,7 @@ from inopsio.identity.models import CustomRole, Membership, OidcProvider, User, 
 from inopsio.identity.oidc_links import IdentityLinks, LinkConfirmationSent
 from inopsio.identity.rbac import BUILTIN_ROLES
 from inopsio.identity.services import ClientInfo, normalise_email
+from inopsio.names import to_one_line
 from inopsio.net import UnsafeUrlError, outbound_client
 
 if TYPE_CHECKING:
@@ -575,7 +576,8 @@ class OidcService:
             issuer=issuer,
             subject=subject,
             email=normalise_email(raw_email),
-            name=name if isinstance(name, str) else "",
+            # The provider's claim, not the user's typing: kept, as one line (see inopsio.names).
+            name=to_one_line(name) if isinstance(name, str) else "",
             client=client,
         )
 
