@@ -144,7 +144,8 @@
     try {
       var result = await api(method, url, method === "GET" ? undefined : body);
       if (!result.ok) {
-        var code = result.data && result.data.type ? String(result.data.type).split("/").pop() : "";
+        // Problem types are URNs (urn:inopsio:problem:totp-required): the code is the last part.
+        var code = result.data && result.data.type ? String(result.data.type).split(/[:/]/).pop() : "";
         var reveal = code && form.querySelector('[data-reveal-on="' + code + '"]');
         if (reveal && reveal.hidden) {
           reveal.hidden = false;
