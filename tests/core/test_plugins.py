@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
 import textwrap
 from importlib.metadata import EntryPoint, PathDistribution
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 from litestar import get
@@ -90,7 +94,7 @@ def test_plugin_manager_loads_the_kernel_plugins_first_then_installed_ones() -> 
     assert {"register_models", "register_migrations", "register_routes", "on_tenant_created"} <= set(sample.hooks)
 
 
-def test_kernel_features_register_through_the_same_hooks_as_plugins() -> None:
+def test_kernel_features_register_through_the_same_hooks_as_plugins(inopsio_settings: Settings) -> None:
     registry = build_plugin_manager(enabled=[])
     kernel_infos = [i for i in registry.infos.values() if i.is_kernel]
     assert {i.name for i in kernel_infos} == {f"kernel.{m.split('.')[1]}" for m in KERNEL_PLUGINS}
@@ -101,7 +105,7 @@ def test_kernel_features_register_through_the_same_hooks_as_plugins() -> None:
         assert info.version == __version__
     assert "register_routes" in registry.infos["kernel.tenancy"].hooks
     assert "register_health_checks" in registry.infos["kernel.health"].hooks
-    routes = registry.collect("register_routes")
+    routes = registry.collect("register_routes", settings=inopsio_settings)
     by_plugin = {plugin for plugin, _ in routes}
     assert {"kernel.tenancy", "kernel.health", "kernel.platform"} <= by_plugin
     health_paths = {p for plugin, h in routes if plugin == "kernel.health" for p in h.paths}
@@ -127,6 +131,134 @@ def test_hooks_about_a_tenant_skip_the_plugins_it_switched_off() -> None:
     without_sample = registry.for_modules("on_tenant_created", ["sample"]).get_hookimpls()
     assert "sample" in everyone
     assert "sample" not in {impl.plugin_name for impl in without_sample}
+
+
+class Recorder:
+    """A plugin named ``name`` that notes, in the shared ``calls`` list, each hook call it gets."""
+
+    def __init__(self, name: str, calls: list[str]) -> None:
+        self.INOPSIO_PLUGIN_NAME = name
+        self.calls = calls
+
+    @hookimpl
+    async def seed_demo_data(self, tenant: Any, session: Any) -> None:
+        await asyncio.sleep(0)  # really awaited: the next plugin starts only after this one is done
+        self.calls.append(f"{self.INOPSIO_PLUGIN_NAME}.seed_demo_data")
+
+    @hookimpl
+    def register_menu(self, register: Any) -> None:
+        register(f"entry of {self.INOPSIO_PLUGIN_NAME}")
+
+
+class Wrapper:
+    """A plugin that only wraps hooks (new-style pluggy wrappers), noting what it saw."""
+
+    INOPSIO_PLUGIN_NAME = "wrapper"
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    @hookimpl(wrapper=True)
+    def seed_demo_data(self, tenant: Any, session: Any) -> Any:
+        self.calls.append("wrapper.before")
+        results = yield
+        self.calls.append(f"wrapper.after ({len(results)} result)")
+        return results
+
+    @hookimpl(wrapper=True)
+    def register_menu(self, register: Any) -> Any:
+        self.calls.append("wrapper.before")
+        try:
+            return (yield)
+        finally:
+            self.calls.append("wrapper.after")
+
+
+async def test_async_hooks_are_awaited_plugin_by_plugin_in_registration_order_and_reversed_on_shutdown() -> None:
+    calls: list[str] = []
+    registry = build_plugin_manager(enabled=[], extra=[Recorder("first", calls), Recorder("second", calls)])
+    await registry.call_async("seed_demo_data", tenant=None, session=None)
+    assert calls == ["first.seed_demo_data", "second.seed_demo_data"]
+    calls.clear()
+    await registry.call_async("seed_demo_data", reverse=True, tenant=None, session=None)
+    assert calls == ["second.seed_demo_data", "first.seed_demo_data"]
+
+
+async def test_hooks_about_a_tenant_reach_only_the_plugins_it_enabled() -> None:
+    calls: list[str] = []
+    plugins = [Recorder("first", calls), Recorder("off", calls), Recorder("last", calls)]
+    registry = build_plugin_manager(enabled=[], extra=plugins)
+    await registry.call_async("seed_demo_data", disabled=["off"], tenant=None, session=None)
+    assert calls == ["first.seed_demo_data", "last.seed_demo_data"]
+
+
+async def test_a_plugins_hook_wrapper_wraps_every_plugins_call_of_the_hook() -> None:
+    calls: list[str] = []
+    registry = build_plugin_manager(
+        enabled=[], extra=[Recorder("first", calls), Wrapper(calls), Recorder("last", calls)]
+    )
+    await registry.call_async("seed_demo_data", tenant=None, session=None)
+    # The wrapper sees each plugin's coroutine (results are awaited after the call returns).
+    assert calls == [
+        "wrapper.before",
+        "wrapper.after (1 result)",
+        "first.seed_demo_data",
+        "wrapper.before",
+        "wrapper.after (1 result)",
+        "last.seed_demo_data",
+    ]
+    calls.clear()
+    items = registry.collect("register_menu")
+    assert ("first", "entry of first") in items
+    assert ("last", "entry of last") in items
+    assert "wrapper" not in {plugin for plugin, _ in items}
+    # Once around each implementer's call: the kernel's menu plugins and the two recorders.
+    assert calls.count("wrapper.before") == calls.count("wrapper.after") == len(registry.implementers("register_menu"))
+
+
+async def test_a_switched_off_plugins_wrapper_is_not_called_for_that_tenant() -> None:
+    calls: list[str] = []
+    registry = build_plugin_manager(enabled=[], extra=[Recorder("first", calls), Wrapper(calls)])
+    await registry.call_async("seed_demo_data", disabled=["wrapper"], tenant=None, session=None)
+    assert calls == ["first.seed_demo_data"]
+
+
+def test_register_names_the_plugin_that_sent_a_bad_item_even_among_wrappers() -> None:
+    calls: list[str] = []
+    registry = build_plugin_manager(enabled=[], extra=[Wrapper(calls), Recorder("bad", calls)])
+
+    def validate(plugin: str, item: Any) -> None:
+        if item == "entry of bad":
+            raise ValueError("not a MenuEntry")
+
+    with pytest.raises(PluginError, match=r"plugin 'bad', hook register_menu: not a MenuEntry"):
+        registry.collect("register_menu", validate)
+
+
+async def test_tracing_hooks_logs_each_call_with_plugin_hook_and_duration(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[str] = []
+    registry = build_plugin_manager(enabled=[], extra=[Recorder("first", calls)], trace=True)
+    with caplog.at_level(logging.INFO, logger="inopsio.plugins"):
+        registry.collect("register_menu")
+        await registry.call_async("seed_demo_data", tenant=None, session=None)
+    lines = [r.getMessage() for r in caplog.records if r.name == "inopsio.plugins"]
+    assert any(re.fullmatch(r"hook register_menu plugin first done in \d+\.\d\d ms", line) for line in lines), lines
+    assert any(re.fullmatch(r"hook seed_demo_data plugin first done in \d+\.\d\d ms", line) for line in lines), lines
+    assert any(line.startswith("hook register_menu plugin kernel.") for line in lines), lines
+
+
+async def test_an_app_built_with_trace_hooks_logs_the_hook_calls_of_start_up(
+    inopsio_migrated: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = msgspec.structs.replace(inopsio_migrated, trace_hooks=True)
+    with caplog.at_level(logging.INFO, logger="inopsio.plugins"):
+        app = create_app(settings)
+        async with app.lifespan():
+            pass
+    lines = [r.getMessage() for r in caplog.records if r.name == "inopsio.plugins"]
+    for hook in ("register_routes", "register_permissions", "on_startup", "on_shutdown"):
+        assert any(line.startswith(f"hook {hook} plugin ") and line.endswith(" ms") for line in lines), hook
+    assert any(line.startswith("hook on_startup plugin kernel.realtime done in ") for line in lines), lines
 
 
 # --- plugins that must stop start-up ----------------------------------------------------------

@@ -37,7 +37,7 @@ from inopsio.jobs import JobQueue, collect_jobs, run_worker
 from inopsio.kernel import Kernel
 from inopsio.mail.service import MailService
 from inopsio.observability import Observability, configure_logging
-from inopsio.plugins import KERNEL, PluginError, PluginRegistry, build_plugin_manager, call_async
+from inopsio.plugins import KERNEL, PluginError, PluginRegistry, build_plugin_manager
 from inopsio.quotas.services import QuotaService
 from inopsio.settings import Settings, load_settings
 from inopsio.tenancy.resolution import STATE_KEY, TenantResolutionMiddleware
@@ -278,7 +278,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     except Exception:
         log.warning("could not read ended sessions from Redis; they arrive when it is back", exc_info=True)
     kernel.tasks.append(asyncio.create_task(revocations.follow()))
-    await call_async(kernel.plugins.hook.on_startup, kernel=kernel)
+    await kernel.plugins.call_async("on_startup", kernel=kernel)
     kernel.tasks.append(asyncio.create_task(kernel.observability.sample_forever(kernel)))
     if kernel.settings.dispatch_events:
         kernel.tasks.append(asyncio.create_task(kernel.events.run(kernel)))
@@ -294,7 +294,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     finally:
         # Every step is bounded: a process must always finish shutting down, even when Redis or the
         # database stopped answering mid-way.
-        await _bounded(call_async(kernel.plugins.hook.on_shutdown, reverse=True, kernel=kernel), "on_shutdown hooks")
+        await _bounded(kernel.plugins.call_async("on_shutdown", reverse=True, kernel=kernel), "on_shutdown hooks")
         for task in kernel.tasks:
             task.cancel()
         if kernel.tasks:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import threading
+import time
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import Distribution, EntryPoint, entry_points
 from typing import Any
@@ -86,7 +88,13 @@ def _load_entry_point(ep: EntryPoint) -> Any:
 
 
 class PluginRegistry:
-    """The plugin manager of one app plus what it knows about each plugin."""
+    """The plugin manager of one app plus what it knows about each plugin.
+
+    Every hook is called through pluggy's own hook caller, so hook wrappers and tracing see each
+    call. Hooks that name the plugin behind what it returns (``collect``) or that must be awaited
+    (``call_async``) call one plugin at a time, through ``pm.subset_hook_caller`` with every other
+    implementer removed; plugins that only wrap the hook stay, so their wrappers see each call.
+    """
 
     def __init__(self, pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:
         self.pm = pm
@@ -108,13 +116,25 @@ class PluginRegistry:
         """The module (tenants switch modules on and off) a registered plugin belongs to."""
         return KERNEL if self.infos[name].is_kernel else name
 
+    def _switched_off(self, disabled: Iterable[str]) -> list[str]:
+        """The plugins of the ``disabled`` modules (the kernel's cannot be switched off)."""
+        disabled = set(disabled)
+        return [n for n, i in self.infos.items() if not i.is_kernel and n in disabled]
+
     def for_modules(self, hook_name: str, disabled: Iterable[str]) -> Any:
         """A caller for ``hook_name`` that skips the plugins of the ``disabled`` modules."""
-        disabled = set(disabled)
-        if not disabled:
-            return getattr(self.pm.hook, hook_name)
-        remove = [self.pm.get_plugin(n) for n, i in self.infos.items() if not i.is_kernel and n in disabled]
+        remove = [self.pm.get_plugin(n) for n in self._switched_off(disabled)]
         return self.pm.subset_hook_caller(hook_name, remove_plugins=[p for p in remove if p is not None])
+
+    def implementers(self, hook_name: str) -> list[str]:
+        """The plugins implementing ``hook_name`` (not only wrapping it), the kernel's first."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        return [impl.plugin_name for impl in impls if not (impl.wrapper or impl.hookwrapper)]
+
+    def _one_plugin(self, hook_name: str, plugin_name: str, implementers: list[str], skipped: list[str]) -> Any:
+        """Pluggy's caller of ``hook_name`` that reaches ``plugin_name`` (and the wrappers not skipped)."""
+        others = [n for n in implementers if n != plugin_name] + skipped
+        return self.pm.subset_hook_caller(hook_name, remove_plugins=[self.pm.get_plugin(n) for n in others])
 
     def collect(self, hook_name: str, validate: Any = None, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call a ``register_x(register, ...)`` hook; return ``(plugin name, item)`` pairs in order.
@@ -123,10 +143,9 @@ class PluginRegistry:
         naming the plugin.
         """
         items: list[tuple[str, Any]] = []
-        caller = getattr(self.pm.hook, hook_name)
-        # Call each implementation on its own so every item is attributed to its plugin.
-        for impl in caller.get_hookimpls():
-            plugin_name = impl.plugin_name
+        implementers = self.implementers(hook_name)
+        # One call per plugin, each with its own ``register``, so every item is attributed to its plugin.
+        for plugin_name in implementers:
 
             def register(*args: Any, _plugin: str = plugin_name, **kw: Any) -> None:
                 item = args[0] if len(args) == 1 and not kw else (args, kw)
@@ -137,11 +156,8 @@ class PluginRegistry:
                         raise PluginError(f"plugin {_plugin!r}, hook {hook_name}: {exc}") from exc
                 items.append((_plugin, item))
 
-            call_kwargs = {k: v for k, v in kwargs.items() if k in impl.argnames}
-            if "register" in impl.argnames:
-                call_kwargs["register"] = register
             try:
-                impl.function(**call_kwargs)
+                self._one_plugin(hook_name, plugin_name, implementers, [])(register=register, **kwargs)
             except PluginError:
                 raise
             except (TypeError, ValueError) as exc:
@@ -149,19 +165,23 @@ class PluginRegistry:
                 raise PluginError(f"plugin {plugin_name!r}, hook {hook_name}: {type(exc).__name__}: {exc}") from exc
         return items
 
+    async def call_async(
+        self, hook_name: str, *, reverse: bool = False, disabled: Iterable[str] = (), **kwargs: Any
+    ) -> list[Any]:
+        """Call a hook whose implementations may be coroutines, awaiting each plugin's in turn.
 
-async def call_async(caller: Any, *, reverse: bool = False, **kwargs: Any) -> list[Any]:
-    """Call a hook whose implementations may be coroutines, awaiting each one in turn.
-
-    Plugins are called in registration order (the kernel first), or the reverse with ``reverse``.
-    An exception stops the call and propagates.
-    """
-    impls = caller.get_hookimpls()
-    results = []
-    for impl in reversed(impls) if reverse else impls:
-        result = impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
-        results.append(await result if inspect.isawaitable(result) else result)
-    return results
+        Plugins are called in registration order (the kernel first), or the reverse with ``reverse``;
+        the plugins of the ``disabled`` modules (a tenant's switched-off ones) are not called at all,
+        nor are their wrappers. An exception stops the call and propagates.
+        """
+        skipped = self._switched_off(disabled)
+        implementers = self.implementers(hook_name)
+        order = [n for n in implementers if n not in skipped]
+        results = []
+        for plugin_name in reversed(order) if reverse else order:
+            for result in self._one_plugin(hook_name, plugin_name, implementers, skipped)(**kwargs):
+                results.append(await result if inspect.isawaitable(result) else result)
+        return results
 
 
 def _resolve(plugin: object | str) -> tuple[object, str]:
@@ -238,6 +258,54 @@ def build_plugin_manager(
         infos[name] = PluginInfo(info.name, info.module, info.version, info.distribution, info.is_kernel, hooks)
 
     if trace:
-        pm.trace.root.setwriter(lambda message: log.info("hook %s", message.rstrip()))
-        pm.enable_tracing()
+        trace_hook_calls(pm)
     return PluginRegistry(pm, infos)
+
+
+def trace_hook_calls(pm: pluggy.PluginManager) -> None:
+    """Log every hook call through pluggy's call monitoring: the hook, the plugins it reached, its time.
+
+    An async hook's time runs until its coroutine is done (the kernel awaits it right after the call).
+    """
+    started = threading.local()  # a stack per thread: a hook implementation may call another hook
+
+    def before(hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, object]) -> None:
+        started.__dict__.setdefault("stack", []).append(time.perf_counter())
+
+    def after(outcome: Any, hook_name: str, hook_impls: Sequence[Any], kwargs: Mapping[str, object]) -> None:
+        start = started.stack.pop()
+        plugins = ", ".join(i.plugin_name for i in hook_impls if not (i.wrapper or i.hookwrapper)) or "(none)"
+        if outcome.exception is not None:
+            _log_hook_call(hook_name, plugins, start, f"raised {type(outcome.exception).__name__}")
+            return
+        result = outcome.get_result()
+        if isinstance(result, list) and any(inspect.isawaitable(r) for r in result):
+            outcome.force_result(
+                [_awaited_then_logged(r, hook_name, plugins) if inspect.isawaitable(r) else r for r in result]
+            )
+            return
+        _log_hook_call(hook_name, plugins, start, "done")
+
+    pm.add_hookcall_monitoring(before, after)
+
+
+def _log_hook_call(hook_name: str, plugins: str, start: float, outcome: str) -> None:
+    log.info(
+        "hook %s plugin %s %s in %.2f ms",
+        hook_name,
+        plugins,
+        outcome,
+        (time.perf_counter() - start) * 1000,
+        extra={"hook": hook_name, "plugin": plugins},
+    )
+
+
+async def _awaited_then_logged(awaitable: Awaitable[Any], hook_name: str, plugins: str) -> Any:
+    start = time.perf_counter()
+    try:
+        result = await awaitable
+    except BaseException as exc:
+        _log_hook_call(hook_name, plugins, start, f"raised {type(exc).__name__}")
+        raise
+    _log_hook_call(hook_name, plugins, start, "done")
+    return result

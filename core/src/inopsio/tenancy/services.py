@@ -17,7 +17,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from inopsio.db.base import new_id, utcnow
 from inopsio.errors import Problem
 from inopsio.names import check_name
-from inopsio.plugins import call_async
 from inopsio.pubsub import follow_channel
 from inopsio.tenancy.models import Tenant
 from inopsio.tenancy.schemas import (
@@ -123,11 +122,11 @@ class TenantService:
                 )
             info = tenant_info(row)
             disabled = info.settings.disabled_modules
-            await call_async(self.plugins.for_modules("on_tenant_created", disabled), tenant=info, session=session)
+            await self.plugins.call_async("on_tenant_created", disabled=disabled, tenant=info, session=session)
             if then is not None:
                 await then(session, info)
             if demo_data:
-                await call_async(self.plugins.for_modules("seed_demo_data", disabled), tenant=info, session=session)
+                await self.plugins.call_async("seed_demo_data", disabled=disabled, tenant=info, session=session)
         # Caches may hold the slug as unknown (misses are cached too): the new tenant must be reachable at once.
         await self.announce_change(info.slug)
         log.info("tenant created", extra={"tenant": info.slug})
