@@ -40,6 +40,11 @@ class JobDefinition:
     retry_delay: float = 10.0
     #: For cron jobs: arq's cron fields (``{"minute": {0, 30}}``); None for jobs run on demand.
     cron: dict[str, Any] | None = field(default=None)
+    #: For cron jobs: run once per active tenant with the job's module on, each as its own job in its
+    #: tenant's scope (see :mod:`inopsio.jobs.tenants`), instead of once as a platform job.
+    per_tenant: bool = False
+    #: The module tenants switch on and off that the job belongs to (``kernel`` for the kernel's).
+    module: str = "kernel"
 
     def backoff(self, job_try: int) -> float:
         """Seconds to wait after try number ``job_try`` (1-based) failed; capped at an hour."""
@@ -54,7 +59,7 @@ def collect_jobs(registry: PluginRegistry, settings: Settings) -> dict[str, JobD
         args, kwargs = item if isinstance(item, tuple) else ((item,), {})
         if len(args) != 1 or not inspect.iscoroutinefunction(args[0]):
             raise ValueError("register(function, name=..., ...) takes one async function")
-        unknown = set(kwargs) - {"name", "max_tries", "timeout", "retry_delay", "cron"}
+        unknown = set(kwargs) - {"name", "max_tries", "timeout", "retry_delay", "cron", "per_tenant"}
         if unknown:
             raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}")
         name = str(kwargs.get("name") or "")
@@ -66,6 +71,9 @@ def collect_jobs(registry: PluginRegistry, settings: Settings) -> dict[str, JobD
         cron = kwargs.get("cron")
         if cron is not None and (not isinstance(cron, dict) or not cron or set(cron) - CRON_FIELDS):
             raise ValueError(f"cron takes a dict of {', '.join(sorted(CRON_FIELDS))}")
+        per_tenant = kwargs.get("per_tenant", False)
+        if not isinstance(per_tenant, bool) or (per_tenant and cron is None):
+            raise ValueError("per_tenant=True schedules a cron job per tenant: it needs cron={...}")
         max_tries = int(kwargs.get("max_tries", 5))
         timeout = float(kwargs.get("timeout", 300.0))
         retry_delay = float(kwargs.get("retry_delay", 10.0))
@@ -79,6 +87,8 @@ def collect_jobs(registry: PluginRegistry, settings: Settings) -> dict[str, JobD
             timeout=timeout,
             retry_delay=retry_delay,
             cron=cron,
+            per_tenant=per_tenant,
+            module=registry.module_of(plugin),
         )
 
     registry.collect("register_jobs", validate, settings=settings)

@@ -27,6 +27,7 @@ from redis.asyncio import ConnectionPool
 from inopsio.jobs.definitions import JobContext, JobDefinition, PermanentJobError
 from inopsio.jobs.progress import progress_reporter
 from inopsio.jobs.queue import arq_redis, deserialize, queue_name, serialize
+from inopsio.jobs.tenants import fan_out, scheduled_time
 from inopsio.observability.jobs import observe_job
 
 if TYPE_CHECKING:
@@ -52,6 +53,16 @@ def _runner(definition: JobDefinition) -> Any:
             tenant = await kernel.tenants.directory.get_by_id(tid)
             if tenant is None:
                 log.warning("job %s (%s): tenant %s no longer exists; dropped", definition.name, ctx["job_id"], tid)
+                return None
+            if definition.per_tenant and not (tenant.is_active and tenant.module_enabled(definition.module)):
+                # Suspended, or the module switched off, since its run was queued: the run is not due.
+                log.info(
+                    "job %s (%s): tenant %s is suspended or has %s off; skipped",
+                    definition.name,
+                    ctx["job_id"],
+                    tenant.slug,
+                    definition.module,
+                )
                 return None
         job_ctx: JobContext = {
             **ctx,
@@ -88,6 +99,25 @@ def _runner(definition: JobDefinition) -> Any:
 
     run.__qualname__ = run.__name__ = definition.name
     return run
+
+
+def _fan_out_definition(definition: JobDefinition) -> JobDefinition:
+    """The platform cron job that queues one run of per-tenant job ``definition`` per tenant."""
+
+    async def queue_tenant_runs(ctx: JobContext) -> int:
+        return await fan_out(ctx["kernel"], definition.name, scheduled_time(ctx))
+
+    # Queueing is idempotent per (job, tenant, scheduled time), so the fan-out may simply be retried.
+    return JobDefinition(
+        name=f"{definition.name}:fan-out",
+        function=queue_tenant_runs,
+        plugin=definition.plugin,
+        max_tries=3,
+        timeout=300.0,
+        retry_delay=10.0,
+        cron=definition.cron,
+        module=definition.module,
+    )
 
 
 class LeasedWorker(Worker):
@@ -136,9 +166,20 @@ def build_worker(
     cron_jobs = []
     for definition in kernel.jobs.definitions.values():
         common = {"timeout": definition.timeout + ARQ_TIMEOUT_MARGIN, "max_tries": definition.max_tries}
-        if definition.cron is None:
+        if definition.cron is None or definition.per_tenant:
             functions.append(func(_runner(definition), name=definition.name, **common))  # type: ignore[arg-type]
-        elif with_cron:
+        if definition.per_tenant and with_cron:
+            fan_out_job = _fan_out_definition(definition)
+            cron_jobs.append(
+                cron(
+                    _runner(fan_out_job),
+                    name=f"{settings.redis_namespace}:{fan_out_job.name}",
+                    **definition.cron,  # type: ignore[arg-type]
+                    timeout=fan_out_job.timeout + ARQ_TIMEOUT_MARGIN,
+                    max_tries=fan_out_job.max_tries,
+                )
+            )
+        elif definition.cron is not None and with_cron:
             # The name is what arq makes the unique per-run id from: keep it in our namespace.
             cron_jobs.append(
                 cron(

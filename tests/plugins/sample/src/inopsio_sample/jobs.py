@@ -1,5 +1,5 @@
 """The sample plugin's jobs: one reports where it ran (tenant, database scope, try) to a Redis list; one
-reports its progress, as a long job does for the status API."""
+reports its progress, as a long job does for the status API; one is scheduled per tenant."""
 
 from __future__ import annotations
 
@@ -65,3 +65,29 @@ async def tag_note(
         if hold:
             await redis.blpop([hold], timeout=4)
     return job_try
+
+
+#: Tenants of this name fail their scheduled tally on purpose (a test shows the others still run).
+FAILING_TENANT_NAME = "Fails On Purpose"
+
+
+def tally_key(namespace: str, tenant_id: object) -> str:
+    return f"{namespace}:sample-tally:{tenant_id}"
+
+
+async def tally_notes(ctx: dict[str, Any]) -> int:
+    """Scheduled per tenant: push ``{tenant_id, scope, notes, visible}`` to the tenant's tally list;
+    ``visible`` counts every note the session can see without the ORM's tenant filter (row-level
+    security alone)."""
+    tenant = ctx["tenant"]
+    if tenant.name == FAILING_TENANT_NAME:
+        raise RuntimeError(f"tally of {tenant.slug} fails on purpose")
+    async with ctx["db_session"]() as session:
+        scope = (await session.execute(text("SELECT current_setting('inopsio.tenant_id', true)"))).scalar()
+        notes = (await session.execute(select(func.count()).select_from(Note))).scalar_one()
+        visible = (await session.execute(text("SELECT count(*) FROM sample_notes"))).scalar_one()
+    report = {"tenant_id": str(ctx["tenant_id"]), "scope": scope, "notes": notes, "visible": visible}
+    await ctx["kernel"].redis.rpush(
+        tally_key(ctx["kernel"].settings.redis_namespace, ctx["tenant_id"]), msgspec.json.encode(report)
+    )
+    return int(notes)

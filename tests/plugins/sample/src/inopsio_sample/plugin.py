@@ -13,7 +13,7 @@ from inopsio.events.schemas import DomainEvent, EventType
 from inopsio.identity.rbac import Permission
 from inopsio.web import DashboardCard, MenuEntry, WebAssets
 from inopsio_sample.controllers import NoteController, NoteCreated, get_public_note, start_note_count
-from inopsio_sample.jobs import count_notes, report_scope, tag_note
+from inopsio_sample.jobs import count_notes, report_scope, tag_note, tally_notes
 from inopsio_sample.models import Note, NoteTag
 from inopsio_sample.pages import notes_card, notes_page
 
@@ -70,6 +70,16 @@ def register_jobs(register: Any) -> None:
     register(report_scope, name="sample.report_scope", max_tries=3, timeout=1.0, retry_delay=0.2)
     register(count_notes, name="sample.count_notes", max_tries=1, timeout=30.0)
     register(tag_note, name="sample.tag_note", max_tries=3, timeout=10.0, retry_delay=0.2)
+    # Once a day per tenant with the sample module on; tests run its fan-out directly.
+    register(
+        tally_notes,
+        name="sample.tally_notes",
+        cron={"hour": {4}, "minute": {0}, "second": 0},
+        per_tenant=True,
+        max_tries=2,
+        timeout=10.0,
+        retry_delay=0.1,
+    )
 
 
 @hookimpl
