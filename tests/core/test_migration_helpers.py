@@ -1,0 +1,209 @@
+"""Migration helpers: ``tenant_table`` builds what the models declare, and ``inopsio migrations new``
+starts a revision on its branch's head."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import CheckConstraint, Index, MetaData, String, Text, UniqueConstraint, create_engine, inspect, pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from inopsio.db.base import NAMING_CONVENTION, Base, TenantOwned, TenantScoped, Timestamped, tenant_foreign_key
+from inopsio.db.base import tenant_table_args as table_args
+from inopsio.db.engine import sqlalchemy_url
+from inopsio.db.migration_helpers import drop_tenant_table, tenant_fk, tenant_table
+from inopsio.db.rls import POLICY_NAME, tables_missing_rls
+from inopsio.settings import Settings
+
+
+class ScratchBase(DeclarativeBase):
+    """Models of their own metadata (never ``Base.metadata``), named by the kernel's convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = Base.type_annotation_map
+
+
+class HelperNote(TenantOwned, Timestamped, ScratchBase):
+    __tablename__ = "helper_notes"
+    __table_args__ = table_args(Index(None, "tenant_id", "title"))
+
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+
+
+class HelperNoteTag(TenantOwned, ScratchBase):
+    __tablename__ = "helper_note_tags"
+    __table_args__ = table_args(
+        tenant_foreign_key(["note_id"], "helper_notes", ondelete="CASCADE"),
+        UniqueConstraint("tenant_id", "note_id", "tag"),
+        CheckConstraint("length(tag) > 0", name="tag_not_empty"),
+    )
+
+    note_id: Mapped[UUID] = mapped_column()
+    tag: Mapped[str] = mapped_column(String(50))
+
+
+class HelperSetting(TenantScoped, ScratchBase):
+    """A natural key: ``(tenant_id, key)``, no ``id``."""
+
+    __tablename__ = "helper_settings"
+
+    key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+SCRATCH_TABLES = ("helper_notes", "helper_note_tags", "helper_settings")
+# The referred table of every ``tenant_id`` key, so the models' foreign keys resolve; it lives in
+# ``public`` (behind the scratch schema on the search path) and is left out of the comparison.
+sa.Table("tenants", ScratchBase.metadata, sa.Column("id", sa.Uuid(), primary_key=True))
+
+
+def _scratch_tables_only(name: str | None, type_: str, parent_names: Any) -> bool:
+    # The search path shows the migrated database's tables too: compare only the scratch ones.
+    return type_ != "table" or name in SCRATCH_TABLES
+
+
+def _without_the_tenants_stub(item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    return type_ != "table" or name in SCRATCH_TABLES
+
+
+def _create_with_the_helper() -> None:
+    tenant_table(
+        "helper_notes",
+        sa.Column("title", sa.String(length=200), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False, index=True),
+        sa.Index(None, "tenant_id", "title"),
+        timestamps=True,
+    )
+    tenant_table(
+        "helper_note_tags",
+        sa.Column("note_id", sa.Uuid(), nullable=False),
+        sa.Column("tag", sa.String(length=50), nullable=False),
+        tenant_fk("helper_notes", "note_id", ondelete="CASCADE"),
+        sa.UniqueConstraint("tenant_id", "note_id", "tag"),
+        sa.CheckConstraint("length(tag) > 0", name="tag_not_empty"),
+    )
+    tenant_table(
+        "helper_settings",
+        sa.Column("key", sa.String(length=50), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        primary_key=("key",),
+    )
+
+
+@pytest.fixture
+def scratch_schema(inopsio_migrated: Settings) -> Iterator[Connection]:
+    """A connection (as the owner) whose current schema is new and empty, with ``tenants`` visible
+    behind it; everything it does is rolled back."""
+    assert inopsio_migrated.database_url
+    engine = create_engine(sqlalchemy_url(inopsio_migrated.database_url), poolclass=pool.NullPool)
+    schema = f"helper_{secrets.token_hex(4)}"
+    try:
+        with engine.connect() as connection:
+            transaction = connection.begin()
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+            connection.exec_driver_sql(f'SET LOCAL search_path TO "{schema}", public')
+            try:
+                yield connection
+            finally:
+                transaction.rollback()
+    finally:
+        engine.dispose()
+
+
+def _migrate(connection: Connection, step: Any) -> None:
+    # No target metadata: the helper's names must not depend on the migration environment's.
+    with Operations.context(MigrationContext.configure(connection)):
+        step()
+
+
+def test_tenant_table_creates_what_the_models_declare(scratch_schema: Connection) -> None:
+    _migrate(scratch_schema, _create_with_the_helper)
+
+    context = MigrationContext.configure(
+        scratch_schema,
+        opts={
+            "compare_type": True,
+            "include_name": _scratch_tables_only,
+            "include_object": _without_the_tenants_stub,
+        },
+    )
+    differences = compare_metadata(context, ScratchBase.metadata)
+    assert not differences, "helper and models differ:\n" + "\n".join(map(str, differences))
+
+
+def test_tenant_table_leads_every_key_with_the_tenant(scratch_schema: Connection) -> None:
+    _migrate(scratch_schema, _create_with_the_helper)
+    schema = inspect(scratch_schema)
+
+    key = schema.get_pk_constraint("helper_notes")
+    assert (key["name"], key["constrained_columns"]) == ("pk_helper_notes", ["tenant_id", "id"])
+    assert schema.get_pk_constraint("helper_settings")["constrained_columns"] == ["tenant_id", "key"]
+    assert [c["name"] for c in schema.get_columns("helper_notes")][:2] == ["tenant_id", "id"]
+    assert not next(c for c in schema.get_columns("helper_settings") if c["name"] == "tenant_id")["nullable"]
+    keys = {fk["name"]: fk for fk in schema.get_foreign_keys("helper_note_tags")}
+    assert keys["fk_helper_note_tags_tenant_id_tenants"]["referred_columns"] == ["id"]
+    assert keys["fk_helper_note_tags_tenant_id_tenants"]["options"]["ondelete"] == "CASCADE"
+    to_note = keys["fk_helper_note_tags_tenant_id_note_id_helper_notes"]
+    assert (to_note["constrained_columns"], to_note["referred_columns"]) == (
+        ["tenant_id", "note_id"],
+        ["tenant_id", "id"],
+    )
+    assert to_note["options"]["ondelete"] == "CASCADE"
+    assert {ix["name"] for ix in schema.get_indexes("helper_notes")} == {
+        "ix_helper_notes_status",
+        "ix_helper_notes_tenant_id_helper_notes_title",
+    }
+
+
+def test_tenant_table_enables_and_forces_row_level_security_with_the_tenant_policy(
+    scratch_schema: Connection,
+) -> None:
+    _migrate(scratch_schema, _create_with_the_helper)
+
+    assert tables_missing_rls(scratch_schema, list(SCRATCH_TABLES)) == []
+    policies = scratch_schema.exec_driver_sql(
+        "SELECT tablename, policyname FROM pg_policies WHERE schemaname = current_schema()"
+    ).all()
+    assert sorted(policies) == sorted((table, POLICY_NAME) for table in SCRATCH_TABLES)
+
+
+def test_drop_tenant_table_removes_the_table_and_its_policy(scratch_schema: Connection) -> None:
+    _migrate(scratch_schema, _create_with_the_helper)
+
+    def downgrade() -> None:
+        for table in reversed(SCRATCH_TABLES):
+            drop_tenant_table(table)
+
+    _migrate(scratch_schema, downgrade)
+
+    assert not scratch_schema.exec_driver_sql(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    ).all()
+    assert not scratch_schema.exec_driver_sql("SELECT 1 FROM pg_policies WHERE schemaname = current_schema()").all()
+
+
+@pytest.mark.parametrize(
+    ("items", "options", "complaint"),
+    [
+        ((sa.Column("tenant_id", sa.Uuid()),), {}, "tenant_id is added by the helper"),
+        ((sa.Column("code", sa.String(5), primary_key=True),), {"primary_key": ()}, "primary_key=(...)"),
+        ((sa.Column("name", sa.Text()),), {"primary_key": ("code",)}, "code not given"),
+    ],
+)
+def test_tenant_table_refuses_a_key_it_cannot_lead_with_the_tenant(
+    items: tuple[Any, ...], options: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        tenant_table("helper_wrong", *items, **options)
