@@ -451,3 +451,65 @@ def test_plugins_command_reports_a_bad_setting_naming_the_variable() -> None:
     result = CliRunner().invoke(main, ["plugins"], env={"INOPSIO_PORT": "abc"})
     assert result.exit_code != 0
     assert "INOPSIO_PORT" in result.output
+
+
+def test_kernel_commands_come_through_register_cli_commands_like_a_plugins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    module = _plugin_module(
+        monkeypatch,
+        tmp_path,
+        "inopsio_greeter",
+        """
+        import click
+
+        from inopsio import hookimpl
+
+        @click.command()
+        def greet():
+            \"\"\"Say hello from a plugin.\"\"\"
+            click.echo("hello from greeter")
+
+        @hookimpl
+        def register_cli_commands(register):
+            register(greet)
+        """,
+    )
+    _with_entry_points(monkeypatch, EntryPoint(name="greeter", value=module, group=ENTRY_POINT_GROUP))
+    kernel_commands = {"serve", "worker", "migrate", "tenant", "plugins", "events-catalog", "operator"}
+    registry = build_plugin_manager()
+    added = registry.collect("register_cli_commands")
+    assert {command.name for plugin, command in added if plugin == "kernel.cli"} == kernel_commands
+    assert [command.name for plugin, command in added if plugin == "greeter"] == ["greet"]
+
+    help_text = CliRunner().invoke(main, ["--help"], env={"INOPSIO_PLUGINS": ""}).output
+    listed = {line.split()[0] for line in help_text.split("Commands:", 1)[1].splitlines() if line.strip()}
+    assert listed == kernel_commands | {"greet"}
+    result = CliRunner().invoke(main, ["greet"], env={"INOPSIO_PLUGINS": ""})
+    assert result.exit_code == 0, result.output
+    assert result.output == "hello from greeter\n"
+
+
+def test_a_plugin_command_clashing_with_a_kernel_command_is_refused_naming_the_plugin(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    module = _plugin_module(
+        monkeypatch,
+        tmp_path,
+        "inopsio_clash",
+        """
+        import click
+
+        from inopsio import hookimpl
+
+        @hookimpl
+        def register_cli_commands(register):
+            register(click.Command("serve"))
+        """,
+    )
+    _with_entry_points(monkeypatch, EntryPoint(name="clash", value=module, group=ENTRY_POINT_GROUP))
+    result = CliRunner().invoke(main, ["--help"], env={"INOPSIO_PLUGINS": ""})
+    assert "plugin 'clash', hook register_cli_commands: the command 'serve' is already added by 'kernel.cli'" in (
+        result.output
+    )
+    assert "Migrate the database, then serve" in result.output  # the kernel's commands are still there

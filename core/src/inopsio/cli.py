@@ -8,12 +8,13 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import msgspec
 
-from inopsio import __version__
+from inopsio import __version__, hookimpl
 from inopsio.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
@@ -56,33 +57,48 @@ def _with_kernel(action: Callable[[Any], Awaitable[T]]) -> T:
 
 
 class InopsioGroup(click.Group):
-    """Adds the commands plugins register through ``register_cli_commands``."""
+    """The ``inopsio`` command, whose subcommands (the kernel's too) come from ``register_cli_commands``.
 
-    _loaded = False
+    They are collected once per invocation, when click first asks for them, from the plugins the
+    settings enable. With a bad setting or a plugin that does not load, the kernel's commands are
+    still offered: running one reports the problem.
+    """
 
-    def _load_plugin_commands(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        try:
-            settings = load_settings()
-            registry = _registry(settings)
-        except (SettingsError, click.ClickException):
-            return  # the built-in commands report the problem when run
-        for _, command in registry.collect("register_cli_commands"):
-            if isinstance(command, click.Command) and command.name not in self.commands:
-                self.add_command(command)
+    def _registered(self, ctx: click.Context) -> dict[str, click.Command]:
+        meta = ctx.find_root().meta
+        if "inopsio.commands" not in meta:
+            meta["inopsio.commands"] = _registered_commands()
+        commands: dict[str, click.Command] = meta["inopsio.commands"]
+        return commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load_plugin_commands()
-        return super().list_commands(ctx)
+        return sorted(set(super().list_commands(ctx)) | set(self._registered(ctx)))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        command = super().get_command(ctx, name)
-        if command is None:
-            self._load_plugin_commands()
-            command = super().get_command(ctx, name)
-        return command
+        return super().get_command(ctx, name) or self._registered(ctx).get(name)
+
+
+def _registered_commands() -> dict[str, click.Command]:
+    from inopsio.plugins import PluginError, build_plugin_manager
+
+    commands: dict[str, tuple[str, click.Command]] = {}
+
+    def validate(plugin: str, item: Any) -> None:
+        if not isinstance(item, click.Command) or not item.name:
+            raise ValueError(f"{item!r} is not a named click command or group")
+        if item.name in commands:
+            raise ValueError(f"the command {item.name!r} is already added by {commands[item.name][0]!r}")
+        commands[item.name] = (plugin, item)
+
+    try:
+        settings = load_settings()
+        build_plugin_manager(settings.plugins, trace=settings.trace_hooks).collect("register_cli_commands", validate)
+    except (SettingsError, PluginError) as exc:
+        if isinstance(exc, PluginError):
+            click.echo(f"Error: {exc}", err=True)
+        commands.clear()
+        build_plugin_manager(load_entry_points=False).collect("register_cli_commands", validate)
+    return {name: command for name, (_, command) in commands.items()}
 
 
 @click.group(cls=InopsioGroup)
@@ -102,7 +118,7 @@ def main() -> None:
         configure_logging("console", os.environ.get("INOPSIO_LOG_LEVEL", "INFO"))
 
 
-@main.command()
+@click.command()
 @click.option("--host", default=None, help="Address to listen on (default: INOPSIO_HOST or 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: INOPSIO_PORT or 8000).")
 @click.option("--workers", type=int, default=None, help="Web processes (default: INOPSIO_WEB_WORKERS or 1).")
@@ -216,7 +232,7 @@ def _create_demo(settings: Settings, host: str, port: int) -> None:
     click.echo(f"Platform operator token (shown once): {token}")
 
 
-@main.command()
+@click.command()
 @click.option("--downgrade", "downgrade_to", metavar="TARGET", help="Downgrade to TARGET (e.g. sample@base).")
 @click.option("--heads", "show_heads", is_flag=True, help="List each branch's head revision and exit.")
 def migrate(downgrade_to: str | None, show_heads: bool) -> None:
@@ -240,7 +256,37 @@ def migrate(downgrade_to: str | None, show_heads: bool) -> None:
     click.echo("database is up to date" if not downgrade_to else f"downgraded to {downgrade_to}")
 
 
-@main.command()
+@main.group()
+def migrations() -> None:
+    """Write schema revisions (``inopsio migrate`` applies them)."""
+
+
+@migrations.command("new")
+@click.argument("branch")
+@click.argument("message")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Use DIR (e.g. a copy of the branch's version folder) instead of the folder the plugin registered.",
+)
+def migrations_new(branch: str, message: str, directory: Path | None) -> None:
+    """Start a revision on BRANCH (kernel, or a plugin's branch label or name) after its head.
+
+    The file is numbered after the head (crm_0006 -> crm_0007), named after MESSAGE, and imports
+    the tenant table helpers (inopsio.db.migration_helpers). Its path is printed.
+    """
+    from inopsio import migrate as schema
+
+    registry = _registry(_settings())
+    try:
+        path = schema.new_revision(registry, branch, message, directory)
+    except schema.MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(path))
+
+
+@click.command()
 @click.option("--burst", is_flag=True, help="Run the queued jobs, then exit (no cron jobs).")
 @click.option(
     "--metrics-port",
@@ -293,7 +339,7 @@ def worker(burst: bool, metrics_port: int | None) -> None:
         _with_kernel(action)
 
 
-@main.group()
+@click.group()
 def tenant() -> None:
     """Create, list, suspend and resume tenants."""
 
@@ -366,7 +412,7 @@ def tenant_resume(slug: str) -> None:
     _print_tenant(_by_slug_then(slug, lambda k, t: k.tenants.resume(t.id)))
 
 
-@main.command()
+@click.command()
 def plugins() -> None:
     """List loaded plugins with their version and the hooks they implement."""
     registry = _registry(_settings())
@@ -376,7 +422,7 @@ def plugins() -> None:
         click.echo(f"    hooks: {', '.join(info.hooks) or '(none)'}")
 
 
-@main.command("events-catalog")
+@click.command("events-catalog")
 @click.option("--write", "write_path", type=click.Path(dir_okay=False), help="Update this Markdown file's catalog.")
 def events_catalog(write_path: str | None) -> None:
     """Print (or write into docs/events.md) the event types the loaded plugins declare."""
@@ -393,7 +439,7 @@ def events_catalog(write_path: str | None) -> None:
         click.echo(render_markdown(types))
 
 
-@main.group()
+@click.group()
 def operator() -> None:
     """Platform operator credentials for /api/v1/platform."""
 
@@ -415,6 +461,13 @@ def operator_revoke_token(name: str) -> None:
 
     count = _with_kernel(lambda k: revoke_operator_token(k.db, name))
     click.echo(f"revoked {count} token(s)")
+
+
+@hookimpl
+def register_cli_commands(register: Callable[[click.Command], None]) -> None:
+    """The kernel's own commands, added like any plugin's."""
+    for command in (serve, migrate, worker, tenant, plugins, events_catalog, operator):
+        register(command)
 
 
 if __name__ == "__main__":  # pragma: no cover

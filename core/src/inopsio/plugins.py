@@ -38,6 +38,7 @@ KERNEL_PLUGINS = (
     "inopsio.health",
     "inopsio.automation_routes",
     "inopsio.web.plugin",
+    "inopsio.cli",
 )
 KERNEL = "kernel"
 
