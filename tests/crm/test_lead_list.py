@@ -9,13 +9,23 @@ from uuid import UUID
 
 from sqlalchemy import func, select, update
 
+from inopsio.jobs import drain
 from inopsio_crm.access import Viewer
-from inopsio_crm.jobs import purge_deleted_leads
 from inopsio_crm.leads import listing
 from inopsio_crm.leads.listing import LeadFilters, LeadList
 from inopsio_crm.leads.models import Lead, LeadTerm
 
 LEADS = "/api/v1/crm/leads"
+
+
+async def purge_bin(kernel: Any, tenant_id: UUID, **kwargs: Any) -> int:
+    """Run the CRM's scheduled bin purge now for one tenant, through a worker; returns how many it purged."""
+    job_id = await kernel.jobs.enqueue("crm.purge_deleted_leads", tenant_id=tenant_id, **kwargs)
+    await drain(kernel)
+    result = await kernel.jobs.result(job_id)
+    assert result is not None
+    assert result.success, result.result
+    return int(result.result)
 
 
 async def test_search_filters_and_sorting(client: Any, make_tenant: Any, member: Any, new_lead: Any) -> None:
@@ -192,12 +202,43 @@ async def test_deleted_lead_can_be_restored_until_it_is_purged(
     assert (await client.post(f"{LEADS}/{lead['id']}/restore", headers=manager.headers)).status_code == 404
     # Within the undo window the purge job leaves it; past it, the lead is gone for good.
     await client.delete(f"{LEADS}/{lead['id']}", headers=manager.headers)
-    await purge_deleted_leads({"kernel": kernel})
+    await purge_bin(kernel, tenant.id)
     assert (await client.post(f"{LEADS}/{lead['id']}/restore", headers=manager.headers)).status_code == 200
     await client.delete(f"{LEADS}/{lead['id']}", headers=manager.headers)
-    assert await purge_deleted_leads({"kernel": kernel}, undo_days=0) >= 1
+    assert await purge_bin(kernel, tenant.id, undo_days=0) == 1
     assert (await client.post(f"{LEADS}/{lead['id']}/restore", headers=manager.headers)).status_code == 404
     assert (await client.get(f"{LEADS}/{kept['id']}", headers=manager.headers)).status_code == 200
+
+
+async def test_bin_is_purged_on_schedule_only_where_the_crm_is_on(
+    client: Any, make_tenant: Any, member: Any, new_lead: Any, kernel: Any
+) -> None:
+    from inopsio.jobs.tenants import fan_out
+    from inopsio.tenancy.schemas import TenantSettingsPatch
+
+    binned = {}
+    for _ in range(2):
+        tenant = await make_tenant()
+        manager = await member(tenant, "manager")
+        lead = await new_lead(manager.headers, name="Long gone")
+        await client.delete(f"{LEADS}/{lead['id']}", headers=manager.headers)
+        async with kernel.db.session(tenant.id) as session:  # in the bin for longer than the undo window
+            await session.execute(
+                update(Lead)
+                .where(Lead.id == UUID(lead["id"]))
+                .values(deleted_at=Lead.deleted_at - dt.timedelta(days=31))
+            )
+        binned[tenant.id] = UUID(lead["id"])
+    crm_on, crm_off = binned
+    await kernel.tenants.update_settings(crm_off, TenantSettingsPatch(disabled_modules=["crm"]))
+    assert kernel.jobs.definitions["crm.purge_deleted_leads"].per_tenant
+    scheduled = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    await fan_out(kernel, "crm.purge_deleted_leads", scheduled)
+    await drain(kernel)
+    for tenant_id, left in ((crm_on, 0), (crm_off, 1)):
+        async with kernel.db.session(tenant_id) as session:
+            count = await session.execute(select(func.count()).select_from(Lead).where(Lead.id == binned[tenant_id]))
+            assert count.scalar_one() == left
 
 
 async def test_search_follows_edits_and_forgets_purged_leads(
@@ -226,7 +267,7 @@ async def test_search_follows_edits_and_forgets_purged_leads(
     await client.patch(f"{LEADS}/{lead['id']}", json={"status": "contacted"}, headers=manager.headers)
     assert await terms() == before  # a change outside the search document leaves the terms alone
     await client.delete(f"{LEADS}/{lead['id']}", headers=manager.headers)
-    await purge_deleted_leads({"kernel": kernel}, undo_days=0)
+    await purge_bin(kernel, tenant.id, undo_days=0)
     assert await terms() == 0
 
 
@@ -266,7 +307,7 @@ async def test_tags_are_found_through_the_term_index_and_follow_edits(
     await client.delete(f"{LEADS}/{vip['id']}", headers=manager.headers)
     assert await _names(client, manager.headers, "tag=gold") == []
     assert await _names(client, manager.headers, "tag=gold&deleted=true") == ["Vip Person"]
-    await purge_deleted_leads({"kernel": kernel}, undo_days=0)
+    await purge_bin(kernel, tenant.id, undo_days=0)
     async with kernel.db.session(tenant.id) as session:
         terms = LeadTerm.__table__.c
         left = await session.execute(select(func.count()).where(terms.lead_id == UUID(vip["id"])))

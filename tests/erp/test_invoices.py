@@ -221,17 +221,37 @@ async def test_daily_run_marks_overdue_and_sends_reminders_once(erp, kernel, run
     assert "overdue" in smtp_sink.to("late@customer.example")[0]["Subject"]
 
 
-async def test_platform_cron_queues_every_tenant_once_a_day(erp, kernel, run_jobs):
-    from inopsio_erp.jobs import daily
+async def test_daily_run_is_scheduled_per_tenant_only_where_the_erp_is_on(
+    erp, client, kernel, make_tenant, sign_in, run_jobs
+):
+    from inopsio.jobs.tenants import fan_out
+    from inopsio.tenancy.schemas import TenantSettingsPatch
 
-    assert kernel.jobs.definitions["erp.daily"].cron == {"hour": {5}, "minute": {10}}
-    assert await daily({"kernel": kernel}) >= 1
+    definition = kernel.jobs.definitions["erp.tenant_daily"]
+    assert definition.per_tenant
+    assert definition.cron == {"hour": {5}, "minute": {10}, "second": 0}
+    switched_off = await make_tenant()
+    books_off = type(erp)(client, switched_off, await sign_in(switched_off, "owner"))
+    late = []
+    for books in (erp, books_off):
+        customer = await books.customer(email="daily-run@customer.example")
+        issued = await books.issued(customer["id"])
+        async with kernel.db.session(books.tenant.id) as session:
+            await session.execute(
+                text("UPDATE erp_invoices SET due_date = :due WHERE id = :id"),
+                {"due": dt.date.today() - dt.timedelta(days=2), "id": issued["id"]},
+            )
+        late.append(issued["id"])
+    await kernel.tenants.update_settings(switched_off.id, TenantSettingsPatch(disabled_modules=["erp"]))
+    scheduled = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    assert await fan_out(kernel, "erp.tenant_daily", scheduled) >= 1
+    assert await fan_out(kernel, "erp.tenant_daily", scheduled) == 0  # one run per tenant and scheduled time
     result = await run_jobs()
     assert result.failed == 0
-    assert result.complete >= 1
-    await daily({"kernel": kernel})
-    again = await run_jobs()
-    assert again.complete == 0  # each tenant's run of the day is queued under one job id
+    assert (await erp.call("GET", f"/invoices/{late[0]}"))["status"] == "overdue"
+    async with kernel.db.session(switched_off.id) as session:
+        status = await session.execute(text("SELECT status FROM erp_invoices WHERE id = :id"), {"id": late[1]})
+        assert status.scalar_one() == "issued"  # the ERP is off there: no daily run
 
 
 async def test_recurring_template_issues_and_emails_itself(erp, kernel, run_jobs, smtp_sink):

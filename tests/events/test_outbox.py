@@ -173,16 +173,22 @@ async def test_retention_deletes_only_events_older_than_the_setting(
 
     from inopsio.events.plugin import apply_retention
 
-    tenant = await make_tenant()
-    old = await kernel.events.emit(tenant.id, "sample.note.created", {"note_id": str(tenant.id), "title": "old"})
-    new = await kernel.events.emit(tenant.id, "sample.note.created", {"note_id": str(tenant.id), "title": "new"})
-    async with kernel.db.session(tenant.id) as session:
-        record = (await session.execute(select(EventRecord).where(EventRecord.id == old.id))).scalar_one()
-        record.occurred_at = record.occurred_at - dt.timedelta(days=kernel.settings.event_retention_days + 1)
-    assert await apply_retention({"kernel": kernel}) >= 1
-    async with kernel.db.session(tenant.id) as session:
-        left = set((await session.execute(select(EventRecord.id))).scalars())
-    assert left == {new.id}
+    tenant, suspended = await make_tenant(), await make_tenant()
+    kept = {}
+    for owner in (tenant, suspended):
+        old = await kernel.events.emit(owner.id, "sample.note.created", {"note_id": str(owner.id), "title": "old"})
+        new = await kernel.events.emit(owner.id, "sample.note.created", {"note_id": str(owner.id), "title": "new"})
+        async with kernel.db.session(owner.id) as session:
+            record = (await session.execute(select(EventRecord).where(EventRecord.id == old.id))).scalar_one()
+            record.occurred_at = record.occurred_at - dt.timedelta(days=kernel.settings.event_retention_days + 1)
+        kept[owner.id] = {new.id}
+    # Retention goes on while a tenant is suspended: its old events go too.
+    await kernel.tenants.suspend(suspended.id, "unpaid")
+    assert await apply_retention({"kernel": kernel}) >= 2
+    for owner in (tenant, suspended):
+        async with kernel.db.session(owner.id) as session:
+            left = set((await session.execute(select(EventRecord.id))).scalars())
+        assert left == kept[owner.id]
 
 
 def test_docs_events_md_lists_exactly_the_product_catalog() -> None:

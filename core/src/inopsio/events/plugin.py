@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import delete, select
 
 from inopsio import hookimpl
 from inopsio.db.base import utcnow
-from inopsio.db.engine import switch_tenant
 from inopsio.events.controllers import EventsController
 from inopsio.events.models import Delivery, EventRecord, PendingEvent
 from inopsio.events.schemas import ANY_MEMBER, EventType
 from inopsio.identity.audit import AuditRecorded
 from inopsio.identity.rbac import Permission
+from inopsio.jobs.tenants import for_each_tenant
 from inopsio.notifications import NOTIFICATION_TYPE, Notification, for_its_recipient
 from inopsio.settings import Settings
-from inopsio.tenancy.models import Tenant
 
 if TYPE_CHECKING:
+    from sqlalchemy import CursorResult
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from inopsio.kernel import Kernel
+    from inopsio.tenancy.schemas import TenantInfo
 
 #: Declared by the identity feature (``GET /api/v1/audit``).
 AUDIT_READ_PERMISSION = "kernel.audit.read"
@@ -77,24 +80,32 @@ def register_permissions(register: Any) -> None:
 async def apply_retention(ctx: dict[str, Any]) -> int:
     """Delete events (and their delivery records) older than ``event_retention_days``, every tenant.
 
-    One transaction, switching the tenant setting before each tenant's deletes (row-level security).
+    A platform job that walks the tenants itself rather than a per-tenant scheduled one: retention
+    goes on for suspended tenants too. Each tenant's deletes are one transaction of their own, so a
+    tenant with years of events neither holds locks nor a snapshot open for everyone else, and a
+    failure rolls back that tenant only (the job then fails, and the next day's run catches up).
     """
     kernel = ctx["kernel"]
     cutoff = utcnow() - dt.timedelta(days=kernel.settings.event_retention_days)
-    deleted = 0
-    async with kernel.db.transaction(None) as connection:
-        tenant_ids = list((await connection.execute(select(Tenant.id))).scalars())
-        for tenant_id in tenant_ids:
-            await switch_tenant(connection, tenant_id)
-            old = select(EventRecord.id).where(EventRecord.tenant_id == tenant_id, EventRecord.occurred_at < cutoff)
-            await connection.execute(
-                delete(Delivery).where(Delivery.tenant_id == tenant_id, Delivery.event_id.in_(old))
-            )
-            result = await connection.execute(
-                delete(EventRecord).where(EventRecord.tenant_id == tenant_id, EventRecord.occurred_at < cutoff)
-            )
-            deleted += result.rowcount or 0
-    return deleted
+
+    async def delete_old_events(tenant: TenantInfo, session: AsyncSession) -> int:
+        old = select(EventRecord.id).where(EventRecord.tenant_id == tenant.id, EventRecord.occurred_at < cutoff)
+        await session.execute(
+            delete(Delivery).where(Delivery.tenant_id == tenant.id, Delivery.event_id.in_(old)),
+            execution_options={"synchronize_session": False},
+        )
+        # A DELETE's result is a cursor result (it has a row count), whatever execute() is typed to return.
+        result = cast(
+            "CursorResult[Any]",
+            await session.execute(
+                delete(EventRecord).where(EventRecord.tenant_id == tenant.id, EventRecord.occurred_at < cutoff),
+                execution_options={"synchronize_session": False},
+            ),
+        )
+        return int(result.rowcount or 0)
+
+    deleted = await for_each_tenant(kernel, delete_old_events, include_suspended=True)
+    return sum(deleted.values())
 
 
 @hookimpl

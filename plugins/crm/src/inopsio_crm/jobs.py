@@ -11,9 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import undefer
 
 from inopsio.db.base import utcnow
-from inopsio.db.engine import switch_tenant
 from inopsio.jobs import PermanentJobError
-from inopsio.tenancy.models import Tenant
 from inopsio_crm.leads.imports import run_import
 from inopsio_crm.leads.models import Lead, LeadImport
 from inopsio_crm.leads.services import UNDO_DAYS
@@ -22,21 +20,17 @@ log = logging.getLogger("inopsio_crm.jobs")
 
 
 async def purge_deleted_leads(ctx: dict[str, Any], *, undo_days: float = UNDO_DAYS) -> int:
-    """Delete, in every tenant, leads that have been in the bin longer than ``undo_days``.
+    """Scheduled per tenant: delete the tenant's leads that have been in the bin longer than ``undo_days``.
 
-    Merged leads stay: the survivor's timeline refers to them. One transaction, switching the tenant
-    setting before each tenant's delete (row-level security); running it twice changes nothing more.
+    Merged leads stay: the survivor's timeline refers to them. Running it twice changes nothing more.
     """
     cutoff = utcnow() - dt.timedelta(days=undo_days)
-    purged = 0
-    async with ctx["kernel"].db.transaction(None) as connection:
-        for tenant_id in list((await connection.execute(select(Tenant.id))).scalars()):
-            await switch_tenant(connection, tenant_id)
-            result = await connection.execute(
-                delete(Lead).where(Lead.tenant_id == tenant_id, Lead.deleted_at < cutoff, Lead.merged_into_id.is_(None))
-            )
-            purged += result.rowcount or 0
-    return purged
+    async with ctx["db_session"]() as session:
+        result = await session.execute(
+            delete(Lead).where(Lead.deleted_at < cutoff, Lead.merged_into_id.is_(None)),
+            execution_options={"synchronize_session": False},
+        )
+    return int(result.rowcount or 0)
 
 
 async def import_leads(ctx: dict[str, Any], *, import_id: str) -> dict[str, int]:

@@ -101,12 +101,14 @@ def register_routes(register: Any) -> None:
 @hookimpl
 def register_jobs(register: Any, settings: Any) -> None:
     register(import_leads, name="crm.import_leads", max_tries=3, timeout=1800, retry_delay=5)
+    # Hourly, once for each tenant with the CRM on.
     register(
         purge_deleted_leads,
         name="crm.purge_deleted_leads",
-        max_tries=1,
+        max_tries=3,
         timeout=600,
         cron={"minute": {23}, "second": 0},
+        per_tenant=True,
     )
 
 

@@ -1,5 +1,5 @@
-"""The ERP plugin's jobs: a daily platform job that queues each tenant's daily run (overdue invoices,
-reminders, recurring invoices)."""
+"""The ERP plugin's jobs: each tenant's daily run (overdue invoices, reminders, recurring invoices),
+scheduled per tenant by the kernel for the tenants that have the ERP on."""
 
 from __future__ import annotations
 
@@ -12,24 +12,6 @@ from inopsio_erp.invoices import services
 from inopsio_erp.invoices.recurring import run_due_templates
 
 log = logging.getLogger("inopsio_erp.jobs")
-TENANT_DAILY = "erp.tenant_daily"
-
-
-async def daily(ctx: dict[str, Any]) -> int:
-    """Cron (platform): queue ``erp.tenant_daily`` for every active tenant with the ERP enabled, once a day."""
-    kernel = ctx["kernel"]
-    queued = 0
-    after: str | None = None
-    while True:
-        tenants, _ = await kernel.tenants.list(status="active", after=after, limit=200)
-        if not tenants:
-            return queued
-        for tenant in tenants:
-            if tenant.module_enabled("erp"):
-                day = formatting.today(tenant).isoformat()
-                await kernel.jobs.enqueue(TENANT_DAILY, tenant_id=tenant.id, _job_id=f"erp.daily:{tenant.id}:{day}")
-                queued += 1
-        after = tenants[-1].slug
 
 
 async def tenant_daily(ctx: dict[str, Any], *, day: str | None = None) -> dict[str, int]:

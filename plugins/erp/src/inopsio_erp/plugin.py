@@ -97,11 +97,18 @@ def register_routes(register: Any) -> None:
 
 @hookimpl
 def register_jobs(register: Any) -> None:
-    from inopsio_erp.jobs import daily, tenant_daily
+    from inopsio_erp.jobs import tenant_daily
 
-    # Every day at 05:10 UTC; each tenant's run then uses the tenant's own date.
-    register(daily, name="erp.daily", max_tries=3, timeout=300, retry_delay=60, cron={"hour": {5}, "minute": {10}})
-    register(tenant_daily, name="erp.tenant_daily", max_tries=5, timeout=600, retry_delay=30)
+    # Every day at 05:10 UTC, once for each tenant with the ERP on; each run uses the tenant's own date.
+    register(
+        tenant_daily,
+        name="erp.tenant_daily",
+        cron={"hour": {5}, "minute": {10}, "second": 0},
+        per_tenant=True,
+        max_tries=5,
+        timeout=600,
+        retry_delay=30,
+    )
 
 
 @hookimpl
