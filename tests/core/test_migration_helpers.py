@@ -4,7 +4,9 @@ starts a revision on its branch's head."""
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -13,16 +15,23 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from click.testing import CliRunner, Result
 from sqlalchemy import CheckConstraint, Index, MetaData, String, Text, UniqueConstraint, create_engine, inspect, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+import inopsio_sample
+from inopsio import migrate
 from inopsio.db.base import NAMING_CONVENTION, Base, TenantOwned, TenantScoped, Timestamped, tenant_foreign_key
 from inopsio.db.base import tenant_table_args as table_args
 from inopsio.db.engine import sqlalchemy_url
 from inopsio.db.migration_helpers import drop_tenant_table, tenant_fk, tenant_table
 from inopsio.db.rls import POLICY_NAME, tables_missing_rls
+from inopsio.migrate import SCRIPT_LOCATION
 from inopsio.settings import Settings
+
+KERNEL_VERSIONS = SCRIPT_LOCATION / "versions"
 
 
 class ScratchBase(DeclarativeBase):
@@ -207,3 +216,71 @@ def test_tenant_table_refuses_a_key_it_cannot_lead_with_the_tenant(
 ) -> None:
     with pytest.raises(ValueError, match=complaint):
         tenant_table("helper_wrong", *items, **options)
+
+
+SAMPLE_VERSIONS = Path(inopsio_sample.__file__).resolve().parent / "migrations" / "versions"
+
+
+def _new_revision(*args: str) -> Result:
+    from inopsio.cli import main
+
+    return CliRunner().invoke(main, ["migrations", "new", *args], env={"INOPSIO_PLUGINS": "sample"})
+
+
+def _script(*locations: Path) -> ScriptDirectory:
+    return ScriptDirectory.from_config(migrate.script_config([KERNEL_VERSIONS, *locations]))
+
+
+def test_migrations_new_starts_a_revision_on_the_plugin_branch_head(tmp_path: Path) -> None:
+    versions = shutil.copytree(SAMPLE_VERSIONS, tmp_path / "versions")
+
+    result = _new_revision("sample", "Add note colour", "--dir", str(versions))
+
+    assert result.exit_code == 0, result.output
+    written = versions / "sample_0002_add_note_colour.py"
+    assert result.output.strip() == str(written)
+    revision = _script(versions).get_revision("sample@head")
+    assert revision is not None
+    assert (revision.revision, revision.down_revision, revision.path) == ("sample_0002", "sample_0001", str(written))
+    assert "from inopsio.db.migration_helpers import drop_tenant_table, tenant_fk, tenant_table" in written.read_text()
+    assert sorted(p.name for p in SAMPLE_VERSIONS.glob("*.py")) == ["sample_0001_notes.py"]
+
+
+def test_migrations_new_follows_the_kernel_head(
+    tmp_path: Path, inopsio_settings: Settings, inopsio_registry: Any
+) -> None:
+    (head,) = migrate.heads(inopsio_settings, inopsio_registry)["kernel"]
+    versions = shutil.copytree(KERNEL_VERSIONS, tmp_path / "versions")
+
+    result = _new_revision("kernel", "Audit log", "--dir", str(versions))
+
+    assert result.exit_code == 0, result.output
+    number = int(head.removeprefix("kernel_")) + 1
+    revision = ScriptDirectory.from_config(migrate.script_config([versions])).get_revision("kernel@head")
+    assert revision is not None
+    assert (revision.revision, revision.down_revision) == (f"kernel_{number:04d}", head)
+    assert Path(revision.path).name == f"kernel_{number:04d}_audit_log.py"
+
+
+def test_migrations_new_on_an_empty_folder_starts_the_plugins_branch_on_the_kernel(tmp_path: Path) -> None:
+    result = _new_revision("sample", "Notes", "--dir", str(tmp_path))
+
+    assert result.exit_code == 0, result.output
+    script = _script(tmp_path)
+    revision = script.get_revision("sample@head")
+    kernel_head = script.get_revision("kernel@head")
+    assert revision is not None
+    assert kernel_head is not None
+    assert (revision.revision, revision.down_revision) == ("sample_0001", None)
+    assert revision.branch_labels == {"sample"}
+    assert revision.dependencies == kernel_head.revision
+
+
+def test_migrations_new_names_the_branches_when_the_branch_is_unknown(tmp_path: Path) -> None:
+    result = _new_revision("nope", "Anything", "--dir", str(tmp_path))
+
+    assert result.exit_code != 0
+    assert "no migration branch 'nope'" in result.output
+    assert "kernel" in result.output
+    assert "sample" in result.output
+    assert not list(tmp_path.iterdir())

@@ -256,9 +256,9 @@ def migrate(downgrade_to: str | None, show_heads: bool) -> None:
     click.echo("database is up to date" if not downgrade_to else f"downgraded to {downgrade_to}")
 
 
-@main.group()
+@click.group()
 def migrations() -> None:
-    """Write schema revisions (``inopsio migrate`` applies them)."""
+    """Start schema revisions (`inopsio migrate` applies them)."""
 
 
 @migrations.command("new")
@@ -466,7 +466,7 @@ def operator_revoke_token(name: str) -> None:
 @hookimpl
 def register_cli_commands(register: Callable[[click.Command], None]) -> None:
     """The kernel's own commands, added like any plugin's."""
-    for command in (serve, migrate, worker, tenant, plugins, events_catalog, operator):
+    for command in (serve, migrate, migrations, worker, tenant, plugins, events_catalog, operator):
         register(command)
 
 

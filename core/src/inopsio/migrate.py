@@ -7,6 +7,8 @@ After upgrading, every tenant-owned table of every loaded plugin must have row-l
 from __future__ import annotations
 
 import os
+import re
+from argparse import Namespace
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import make_url
 
@@ -36,13 +39,18 @@ def alembic_config(settings: Settings, registry: PluginRegistry) -> Config:
     """An alembic configuration with the kernel's and every loaded plugin's version folders."""
     assert settings.database_url
     collect_models(registry)
-    locations = [str(location) for _, (location, _) in collect_migrations(registry)]
+    config = script_config([location for _, (location, _) in collect_migrations(registry)])
+    config.attributes["owner_url"] = settings.database_url
+    config.attributes["metadata"] = Base.metadata
+    return config
+
+
+def script_config(locations: list[Path]) -> Config:
+    """The revision files' side of the configuration: enough to read and write revisions, no database."""
     config = Config()
     config.set_main_option("script_location", str(SCRIPT_LOCATION))
     config.set_main_option("path_separator", "os")
-    config.set_main_option("version_locations", os.pathsep.join(locations))
-    config.attributes["owner_url"] = settings.database_url
-    config.attributes["metadata"] = Base.metadata
+    config.set_main_option("version_locations", os.pathsep.join(str(location) for location in locations))
     return config
 
 
@@ -127,3 +135,59 @@ def heads(settings: Settings, registry: PluginRegistry) -> dict[str, list[str]]:
     for label in branch_labels(settings, registry):
         result[label] = [rev.revision for rev in script.get_revisions(f"{label}@heads") if rev is not None]
     return result
+
+
+#: A revision id ending in a number (``kernel_0007``, ``crm_0006``): the next one counts on from it.
+_NUMBERED_REVISION = re.compile(r"^(?P<stem>.*?)(?P<number>\d+)$")
+
+
+def new_revision(registry: PluginRegistry, branch: str, message: str, directory: Path | None = None) -> Path:
+    """Write a new revision file on ``branch`` (a branch label or a plugin's name); return its path.
+
+    The revision follows the branch's head and is numbered after it (``crm_0006`` → ``crm_0007``).
+    On a branch with no revision yet it is the branch's first: it carries the branch label and
+    depends on the kernel's head. ``directory`` stands in for the branch's registered folder (a
+    copy of it, for example): the head is read from it and the file written into it.
+    """
+    branches = collect_migrations(registry)
+    by_label = {label: location for _, (location, label) in branches}
+    by_plugin = {plugin: label for plugin, (_, label) in branches}
+    label = branch if branch in by_label else by_plugin.get(branch, "")
+    if not label:
+        raise MigrationError(f"no migration branch {branch!r} (branches: {', '.join(sorted(by_label))})")
+    registered = by_label[label]
+    folder = (directory or registered).resolve()
+    config = script_config([folder if location == registered else location for _, (location, _) in branches])
+    config.cmd_opts = Namespace(quiet=True)  # the caller reports the file; alembic would print it too
+    script = ScriptDirectory.from_config(config)
+    try:
+        heads = sorted(rev.revision for rev in script.get_revisions(f"{label}@heads") if rev is not None)
+    except CommandError:  # no revision carries the label yet: this one starts the branch
+        heads = []
+    if len(heads) > 1:
+        raise MigrationError(f"branch {label!r} has several heads ({', '.join(heads)}); merge them first")
+    if heads:
+        numbered = _NUMBERED_REVISION.match(heads[0])
+        revision_id = (
+            numbered["stem"] + str(int(numbered["number"]) + 1).zfill(len(numbered["number"])) if numbered else None
+        )
+        created = command.revision(config, message, head=f"{label}@head", rev_id=revision_id, version_path=str(folder))
+    else:
+        # A plugin's tables may refer to any kernel table that exists today: build on the kernel's head.
+        kernel = (
+            [rev.revision for rev in script.get_revisions("kernel@heads") if rev is not None]
+            if label != "kernel"
+            else []
+        )
+        created = command.revision(
+            config,
+            message,
+            head="base",
+            branch_label=label,
+            depends_on=kernel[0] if kernel else None,
+            rev_id=f"{label}_0001",
+            version_path=str(folder),
+        )
+    if created is None or isinstance(created, list):  # pragma: no cover - one head in, one revision out
+        raise MigrationError(f"alembic wrote no single revision on {label!r}")
+    return Path(created.path)

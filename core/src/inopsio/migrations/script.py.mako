@@ -1,7 +1,11 @@
 """${message}
 
 Revision ID: ${up_revision}
+% if down_revision:
 Revises: ${down_revision | comma,n}
+% else:
+Revises:
+% endif
 Create Date: ${create_date}
 """
 
@@ -9,16 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
 
-from inopsio.db.rls import disable_tenant_rls, enable_tenant_rls  # noqa: F401
-${imports if imports else ""}
+from inopsio.db.migration_helpers import drop_tenant_table, tenant_fk, tenant_table  # noqa: F401
+% if imports:
+${imports}
+% endif
 
-revision: str = ${repr(up_revision)}
-down_revision: str | Sequence[str] | None = ${repr(down_revision)}
-branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
-depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+revision: str = ${repr(up_revision).replace("'", '"')}
+down_revision: str | Sequence[str] | None = ${repr(down_revision).replace("'", '"')}
+branch_labels: str | Sequence[str] | None = ${repr(branch_labels).replace("'", '"')}
+depends_on: str | Sequence[str] | None = ${repr(depends_on).replace("'", '"')}
 
 
 def upgrade() -> None:
