@@ -476,7 +476,7 @@ def test_kernel_commands_come_through_register_cli_commands_like_a_plugins(
         """,
     )
     _with_entry_points(monkeypatch, EntryPoint(name="greeter", value=module, group=ENTRY_POINT_GROUP))
-    kernel_commands = {"serve", "worker", "migrate", "tenant", "plugins", "events-catalog", "operator"}
+    kernel_commands = {"serve", "worker", "migrate", "migrations", "tenant", "plugins", "events-catalog", "operator"}
     registry = build_plugin_manager()
     added = registry.collect("register_cli_commands")
     assert {command.name for plugin, command in added if plugin == "kernel.cli"} == kernel_commands
