@@ -8,7 +8,6 @@ racing with the same token cannot both succeed.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 from uuid import UUID
@@ -19,6 +18,7 @@ from inopsio.crypto import digest, new_token
 from inopsio.db.base import utcnow
 from inopsio.errors import Problem
 from inopsio.identity.models import UserToken
+from inopsio.tenancy.addresses import platform_url, tenant_url
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,9 +44,8 @@ def tenant_link(kernel: Kernel, tenant: TenantInfo, path: str, token: str) -> st
 def public_address(kernel: Kernel, slug: str | None, path: str, **query: str) -> str:
     """``{public_url}{path}`` on tenant ``slug``'s address, or on the platform's own one (``None``:
     ``public_url`` without its ``{tenant}.`` part, where sign-up and the workspace chooser live)."""
-    public_url = kernel.settings.public_url
-    base = public_url.replace("{tenant}", slug) if slug else re.sub(r"\{tenant\}\.?", "", public_url)
-    return base.rstrip("/") + path + (f"?{urlencode(query)}" if query else "")
+    base = tenant_url(kernel, slug, path) if slug else platform_url(kernel, path)
+    return base + (f"?{urlencode(query)}" if query else "")
 
 
 async def issue(session: AsyncSession, user_id: UUID, purpose: str, lifetime: dt.timedelta) -> str:

@@ -44,6 +44,7 @@ from inopsio.identity.rbac import BUILTIN_ROLES
 from inopsio.identity.services import ClientInfo, normalise_email
 from inopsio.names import to_one_line
 from inopsio.net import UnsafeUrlError, outbound_client
+from inopsio.tenancy.addresses import tenant_url
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -159,8 +160,7 @@ class OidcService:
 
     def redirect_uri(self, tenant: TenantInfo, name: str) -> str:
         """The callback address to register at the provider."""
-        base = self.settings.public_url.replace("{tenant}", tenant.slug).rstrip("/")
-        return f"{base}/api/v1/auth/oidc/{quote(name, safe='')}/callback"
+        return tenant_url(self.settings, tenant, f"/api/v1/auth/oidc/{quote(name, safe='')}/callback")
 
     def check_issuer_url(self, issuer: str) -> None:
         parts = urlsplit(issuer)
