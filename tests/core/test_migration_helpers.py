@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import msgspec
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
@@ -30,6 +32,7 @@ from inopsio.db.migration_helpers import drop_tenant_table, tenant_fk, tenant_ta
 from inopsio.db.rls import POLICY_NAME, tables_missing_rls
 from inopsio.migrate import SCRIPT_LOCATION
 from inopsio.settings import Settings
+from inopsio.testing.services import scratch_database, server_url
 
 KERNEL_VERSIONS = SCRIPT_LOCATION / "versions"
 
@@ -71,19 +74,42 @@ class HelperSetting(TenantScoped, ScratchBase):
     value: Mapped[str] = mapped_column(Text)
 
 
+class SampleNoteColour(TenantOwned, Timestamped, ScratchBase):
+    """A table a sample plugin revision adds, next to its ``sample_notes``."""
+
+    __tablename__ = "sample_note_colours"
+    __table_args__ = table_args(tenant_foreign_key(["note_id"], "sample_notes", ondelete="CASCADE"))
+
+    note_id: Mapped[UUID] = mapped_column()
+    colour: Mapped[str] = mapped_column(String(7))
+
+
 SCRATCH_TABLES = ("helper_notes", "helper_note_tags", "helper_settings")
-# The referred table of every ``tenant_id`` key, so the models' foreign keys resolve; it lives in
-# ``public`` (behind the scratch schema on the search path) and is left out of the comparison.
+# The tables the models' foreign keys refer to, so that they resolve; they exist in the database
+# already and are left out of every comparison.
 sa.Table("tenants", ScratchBase.metadata, sa.Column("id", sa.Uuid(), primary_key=True))
+sa.Table(
+    "sample_notes",
+    ScratchBase.metadata,
+    sa.Column("tenant_id", sa.Uuid(), primary_key=True),
+    sa.Column("id", sa.Uuid(), primary_key=True),
+)
 
 
-def _scratch_tables_only(name: str | None, type_: str, parent_names: Any) -> bool:
-    # The search path shows the migrated database's tables too: compare only the scratch ones.
-    return type_ != "table" or name in SCRATCH_TABLES
+def _differences(connection: Connection, tables: tuple[str, ...]) -> list[Any]:
+    """What alembic's autogenerate would change to make ``tables`` match their models."""
 
+    def reflected(name: str | None, type_: str, parent_names: Any) -> bool:
+        # The database shows its other tables too (behind a scratch schema, or beside the table).
+        return type_ != "table" or name in tables
 
-def _without_the_tenants_stub(item: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    return type_ != "table" or name in SCRATCH_TABLES
+    def declared(item: Any, name: str | None, type_: str, is_reflected: bool, compare_to: Any) -> bool:
+        return type_ != "table" or name in tables
+
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_name": reflected, "include_object": declared}
+    )
+    return list(compare_metadata(context, ScratchBase.metadata))
 
 
 def _create_with_the_helper() -> None:
@@ -140,15 +166,7 @@ def _migrate(connection: Connection, step: Any) -> None:
 def test_tenant_table_creates_what_the_models_declare(scratch_schema: Connection) -> None:
     _migrate(scratch_schema, _create_with_the_helper)
 
-    context = MigrationContext.configure(
-        scratch_schema,
-        opts={
-            "compare_type": True,
-            "include_name": _scratch_tables_only,
-            "include_object": _without_the_tenants_stub,
-        },
-    )
-    differences = compare_metadata(context, ScratchBase.metadata)
+    differences = _differences(scratch_schema, SCRATCH_TABLES)
     assert not differences, "helper and models differ:\n" + "\n".join(map(str, differences))
 
 
@@ -284,3 +302,49 @@ def test_migrations_new_names_the_branches_when_the_branch_is_unknown(tmp_path: 
     assert "kernel" in result.output
     assert "sample" in result.output
     assert not list(tmp_path.iterdir())
+
+
+NOTE_COLOURS = """def upgrade() -> None:
+    tenant_table(
+        "sample_note_colours",
+        sa.Column("note_id", sa.Uuid(), nullable=False),
+        sa.Column("colour", sa.String(length=7), nullable=False),
+        tenant_fk("sample_notes", "note_id", ondelete="CASCADE"),
+        timestamps=True,
+    )
+
+
+def downgrade() -> None:
+    drop_tenant_table("sample_note_colours")
+"""
+
+
+def test_a_started_revision_written_with_tenant_table_migrates_to_what_the_model_declares(
+    tmp_path: Path, inopsio_settings: Settings, inopsio_registry: Any
+) -> None:
+    versions = shutil.copytree(SAMPLE_VERSIONS, tmp_path / "versions")
+    revision = migrate.new_revision(inopsio_registry, "sample", "Note colours", versions)
+    template = revision.read_text()
+    body = template.index("def upgrade() -> None:")
+    revision.write_text(template[:body] + NOTE_COLOURS)
+
+    with scratch_database(server_url(), prefix="inopsio_migrations") as url:
+        settings = msgspec.structs.replace(inopsio_settings, database_url=url)
+        config = migrate.alembic_config(settings, inopsio_registry)
+        registered = config.get_main_option("version_locations") or ""
+        assert str(SAMPLE_VERSIONS) in registered
+        config.set_main_option("version_locations", registered.replace(str(SAMPLE_VERSIONS), str(versions)))
+        command.upgrade(config, "heads")
+        engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+        try:
+            with engine.connect() as connection:
+                assert _differences(connection, ("sample_note_colours",)) == []
+                assert tables_missing_rls(connection, ["sample_note_colours"]) == []
+
+            command.downgrade(config, "sample@-1")
+            with engine.connect() as connection:
+                tables = set(inspect(connection).get_table_names())
+        finally:
+            engine.dispose()
+    assert "sample_note_colours" not in tables
+    assert "sample_notes" in tables
