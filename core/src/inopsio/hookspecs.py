@@ -53,7 +53,9 @@ def register_migrations(register: Callable[..., None]) -> None:
     ``location`` is the folder of the plugin's revision files; its first revision carries
     ``branch_labels = ("<branch_label>",)`` and ``depends_on`` the kernel revision it builds on
     (``"kernel_0001"`` or later).
-    ``inopsio migrate`` upgrades every head.
+    ``inopsio migrate`` upgrades every head. ``inopsio migrations new <branch_label> "message"``
+    starts a revision after the branch's head; ``inopsio.db.migration_helpers.tenant_table``
+    creates a tenant-owned table in it as the model declares it.
     """
 
 
