@@ -125,6 +125,13 @@ def register_jobs(register: Callable[..., None], settings: Settings) -> None:
 
     ``cron={"minute": {0, 30}}`` (arq's fields: month, day, weekday, hour, minute, second,
     run_at_startup) makes it a scheduled platform job (no tenant), run once per time by any worker.
+    ``cron={...}, per_tenant=True`` makes it a scheduled tenant job: at each time the kernel queues one
+    run per active tenant that has the plugin on (job id ``<name>:<tenant id>:<time>``, so a second
+    worker or a retry queues nothing twice), each with the tenant's ``ctx`` as above and retried on
+    its own; a run whose tenant was suspended or switched the plugin off meanwhile is skipped. The
+    job never checks whether it is enabled; ``kernel.jobs.enqueue(name, tenant_id=...)`` runs it now
+    for one tenant. A job that must walk tenants itself uses ``inopsio.jobs.for_each_tenant(kernel,
+    function, module=...)`` (one transaction per tenant) or ``inopsio.jobs.tenant_session(kernel, id)``.
     """
 
 
