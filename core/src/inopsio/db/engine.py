@@ -48,8 +48,10 @@ def _begin_statement(tenant_id: UUID | None, user_id: UUID | None = None) -> str
 async def switch_tenant(connection: AsyncConnection, tenant_id: UUID) -> None:
     """Scope the rest of this transaction to another tenant.
 
-    For maintenance jobs that visit every tenant in one transaction (usage flushing, retention);
-    request code gets one tenant per transaction from :meth:`Database.transaction` instead.
+    Only for kernel work that must commit several tenants' rows atomically (usage flushing: its Redis
+    batch is dropped once all its counts are stored, so a partial commit would count twice when the
+    batch is retried). Jobs that visit tenants use ``inopsio.jobs.for_each_tenant`` (a transaction per
+    tenant); request code gets one tenant per transaction from :meth:`Database.transaction`.
     """
     await connection.execute(
         text(f"SELECT set_config('{TENANT_SETTING}', :tenant, true)"), {"tenant": str(UUID(str(tenant_id)))}

@@ -192,7 +192,10 @@ class QuotaService:
 
     async def _store_daily(self, per_tenant: dict[str, list[tuple[dt.date, str, int]]]) -> int:
         """Add the counts to ``tenant_usage_daily`` in one transaction, switching the tenant setting
-        before each tenant's single multi-row upsert (the table is behind row-level security)."""
+        before each tenant's single multi-row upsert (the table is behind row-level security).
+
+        One transaction for all tenants, not ``for_each_tenant``: the batch is deleted from Redis only
+        after this commits, and a retried batch must not add the counts of tenants already stored."""
         if not per_tenant:
             return 0
         async with self.db.transaction(None) as connection:
