@@ -25,7 +25,7 @@ from inopsio.identity.principal import principal_of
 from inopsio.notifications import NOTIFICATION_TYPE
 from inopsio.site_paths import is_site_path
 from inopsio.tenancy.resolution import STATE_KEY, TENANCY_OPT
-from inopsio.web.render import page, redirect, tenant_url, viewer_of
+from inopsio.web.render import page, redirect, tenant_host_url, viewer_of
 
 Req = Request[Any, Any, Any]
 
@@ -65,7 +65,7 @@ async def login_page(
                 },
                 status_code=404,
             )
-        return redirect(tenant_url(request, slug, "/login"))
+        return redirect(tenant_host_url(request, slug, "/login"))
     if tenant is not None and principal_of(request.scope) is not None:
         return redirect(_safe_next(next))
     providers = []
@@ -107,7 +107,7 @@ async def signup_confirm_page(request: Req, token: FromQuery[str] = "") -> Respo
             "intro": "This link proves the e-mail address is yours. Create the workspace, then sign in to it.",
             "api": "/api/v1/auth/signup/confirm",
             # Filled in by shell.js from the answer: the new workspace's own address.
-            "redirect_to": tenant_url(request, "{tenant.slug}", "/login?m=signed-up"),
+            "redirect_to": tenant_host_url(request, "{tenant.slug}", "/login?m=signed-up"),
             "token": token,
             "fields": [],
             "button": "Create my workspace",

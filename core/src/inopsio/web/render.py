@@ -91,8 +91,11 @@ async def viewer_of(request: Request[Any, Any, Any]) -> Viewer | None:
     return viewer
 
 
-def tenant_url(request: Request[Any, Any, Any], slug: str, path: str = "/") -> str:
-    """The address of ``path`` on tenant ``slug``'s own host (``<slug>.<base domain>[:port]``)."""
+def tenant_host_url(request: Request[Any, Any, Any], slug: str, path: str = "/") -> str:
+    """The address of ``path`` on tenant ``slug``'s own host (``<slug>.<base domain>[:port]``), with
+    this request's scheme and port: for redirects between the platform's and a tenant's host in the
+    browser that is already here. Links that leave the app (mail, callbacks) use
+    :func:`inopsio.tenancy.addresses.tenant_url`, from ``public_url``."""
     kernel: Kernel = request.app.state.kernel
     port = request.url.port
     default = {"http": 80, "https": 443}.get(request.url.scheme)
