@@ -27,7 +27,7 @@ from inopsio.db.engine import Database
 from inopsio.db.reader import TenantReader
 from inopsio.db.roles import app_url_from_owner_url, check_app_role
 from inopsio.embedded import ensure_services
-from inopsio.errors import EXCEPTION_HANDLERS, Problem
+from inopsio.errors import Problem, exception_handlers
 from inopsio.events.bus import EventBus
 from inopsio.events.schemas import ANY_MEMBER, EventHandler, EventType
 from inopsio.identity.authentication import MODULE_OPT, AuthenticationMiddleware
@@ -354,7 +354,7 @@ def create_app(
             DefineMiddleware(TenantResolutionMiddleware, kernel=kernel),
             DefineMiddleware(AuthenticationMiddleware, kernel=kernel),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=exception_handlers(registry.hook.render_error),
         openapi_config=OpenAPIConfig(
             title="Inopsio",
             version=__version__,

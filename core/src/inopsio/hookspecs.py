@@ -17,6 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from litestar import Request, Response
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from inopsio.kernel import Kernel
@@ -205,4 +206,20 @@ def register_workflow_nodes(register: Callable[[Any], None]) -> None:
     feed). Actions and conditions carry an async ``execute(ctx, config, data)`` (see
     ``inopsio.automation``). Listed with their config schemas by ``GET /api/v1/automation/node-types``
     for the tenant's enabled plugins.
+    """
+
+
+@hookspec(firstresult=True)
+def render_error(
+    request: Request[Any, Any, Any], status: int, code: str, detail: str, members: dict[str, Any]
+) -> Response[Any] | None:
+    """Answer an error in another form than its RFC 9457 problem document, or return ``None``.
+
+    Called for every error response (after the exception is logged), with the problem's ``status``,
+    ``code`` (``"not-found"``, ``""`` for a bare HTTP error), a ``detail`` fit to show a person, and
+    its extra ``members`` (``request_id`` of a 500). The first implementation returning a response
+    wins; with none, the client gets the problem document. The kernel's web feature answers
+    browsers (``Accept: text/html`` outside ``/api/``) with an error page or the sign-in redirect,
+    so the error layer never imports the web layer. A response that fails to render is logged and
+    the problem document is sent instead. Validation errors (422) are always problem documents.
     """

@@ -7,8 +7,10 @@ handshake is accepted and closed with ``4000 + status`` instead (see :func:`refu
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
+from litestar import Request
 from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 #: Route ``opt`` key: ``"none"`` for routes outside any tenant (health, platform API).
 TENANCY_OPT = "tenancy"
+log = logging.getLogger("inopsio.tenancy")
 STATE_KEY = "inopsio_tenant"
 
 
@@ -166,18 +169,21 @@ class TenantResolutionMiddleware:
         if str(scope["type"]) == "websocket":
             await refuse_websocket(receive, send, status, detail)
             return
-        from inopsio.web.render import wants_html
-
-        body, media_type = b"", PROBLEM_MEDIA_TYPE
-        if wants_html(scope) and "app" in scope:
-            from inopsio.web.errors import error_html
-
+        if "app" in scope:
+            # The render_error hook (the web feature: a page for a browser) may answer instead of the
+            # problem document; this layer does not know about pages.
+            request: Request[Any, Any, Any] = Request(scope, receive, send)
             try:
-                body, media_type = error_html(scope, status, code, detail).encode(), "text/html; charset=utf-8"
+                rendered = scope["app"].state.kernel.plugins.hook.render_error(
+                    request=request, status=status, code=code, detail=detail, members=extra
+                )
             except Exception:
-                body = b""
-        if not body:
-            body = problem_bytes(status, code, detail, scope.get("path"), **extra)
+                log.exception("rendering the error page failed")
+                rendered = None
+            if rendered is not None:
+                await rendered.to_asgi_response(app=None, request=request, headers=headers)(scope, receive, send)
+                return
+        body, media_type = problem_bytes(status, code, detail, scope.get("path"), **extra), PROBLEM_MEDIA_TYPE
         raw_headers = [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode())]
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         await send(HTTPResponseStartEvent(type="http.response.start", status=status, headers=raw_headers))

@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from litestar import Request, Response
+
+from inopsio.web.render import wants_html
+
 TITLES = {
     400: "This request cannot be served",
     401: "Please sign in",
@@ -28,6 +32,24 @@ HINTS = {
     500: "It has been logged. Try again; if it keeps happening, quote the request id below to support.",
     503: "Try again in a few moments.",
 }
+
+
+def browser_response(
+    request: Request[Any, Any, Any], status: int, code: str, detail: str, members: dict[str, Any]
+) -> Response[Any] | None:
+    """A browser's version of a problem: a sign-in redirect for 401, otherwise an error page.
+
+    ``None`` for API clients, who get the problem document.
+    """
+    if not wants_html(request.scope):
+        return None
+    if status == 401 and request.url.path.startswith("/operator"):
+        return Response(content=None, status_code=303, headers={"Location": "/operator/login"})
+    if status == 401 or code == "tenant-required":
+        target = login_location(request.scope) if status == 401 else "/login"
+        return Response(content=None, status_code=303, headers={"Location": target})
+    html = error_html(request.scope, status, code, detail, **members)
+    return Response(content=html, status_code=status, media_type="text/html; charset=utf-8")
 
 
 def error_html(scope: Any, status: int, code: str, detail: str, **extra: Any) -> str:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar import Request, Response
+
 from inopsio import hookimpl
 from inopsio.web import branding, operator_pages, pages
 from inopsio.web.assets import serve_static
 from inopsio.web.contributions import DashboardCard, MenuEntry
+from inopsio.web.errors import browser_response
 from inopsio.web.models import TenantAsset
 
 
@@ -47,6 +50,13 @@ def register_routes(register: Any) -> None:
         operator_pages.operator_tenant_page,
     ):
         register(handler)
+
+
+@hookimpl
+def render_error(
+    request: Request[Any, Any, Any], status: int, code: str, detail: str, members: dict[str, Any]
+) -> Response[Any] | None:
+    return browser_response(request, status, code, detail, members)
 
 
 @hookimpl
