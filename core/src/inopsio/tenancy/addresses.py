@@ -36,7 +36,7 @@ def tenant_url(source: Settings | HasSettings, tenant: TenantInfo | str, path: s
     ``tenant`` is a tenant or its slug; a string that is no slug is refused, so no caller can move
     the link to another host (``evil.com/`` as a slug).
     """
-    slug = tenant.slug if isinstance(tenant, TenantInfo) else tenant
+    slug = tenant if isinstance(tenant, str) else tenant.slug
     if not _SLUG.fullmatch(slug):
         raise ValueError(f"{slug!r} is not a tenant slug")
     public_url = _settings_of(source).public_url

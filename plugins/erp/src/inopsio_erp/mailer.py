@@ -25,10 +25,6 @@ _env = Environment(
 )
 
 
-def tenant_url(kernel: Any, tenant: TenantInfo, path: str) -> str:
-    return kernel.settings.public_url.replace("{tenant}", tenant.slug).rstrip("/") + path
-
-
 async def send(
     kernel: Any, tenant: TenantInfo, *, to: str, template: str, context: dict[str, Any], job_id: str
 ) -> str | None:

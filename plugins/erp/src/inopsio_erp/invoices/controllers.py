@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inopsio.deps import CurrentTenant, DbSession, KernelDep
 from inopsio.errors import Problem
 from inopsio.identity.principal import principal_of
-from inopsio_erp import mailer
+from inopsio.tenancy.addresses import tenant_url
 from inopsio_erp.catalog.services import get_customer
 from inopsio_erp.invoices import services
 from inopsio_erp.invoices.schemas import (
@@ -92,7 +92,7 @@ def invoice_out(kernel: Any, tenant: Any, invoice: Invoice, lines: list[InvoiceL
         tax_breakdown=list(invoice.tax_breakdown),
         customer=dict(invoice.customer_snapshot),
         credited_invoice_id=invoice.credited_invoice_id,
-        public_url=mailer.tenant_url(kernel, tenant, path) if path else None,
+        public_url=tenant_url(kernel, tenant, path) if path else None,
         issued_at=invoice.issued_at,
         sent_at=invoice.sent_at,
         paid_at=invoice.paid_at,

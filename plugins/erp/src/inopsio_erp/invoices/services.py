@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.db import utcnow
 from inopsio.errors import Problem
+from inopsio.tenancy.addresses import tenant_url
 from inopsio.tenancy.schemas import TenantInfo
 from inopsio_erp import formatting, mailer, totals
 from inopsio_erp.catalog.services import get_customer, tax_rates_by_id
@@ -479,7 +480,7 @@ async def send(
             "number": invoice.number,
             "total": formatting.money(invoice.total, invoice.currency, locale),
             "due_date": formatting.date(invoice.due_date, locale),
-            "link": mailer.tenant_url(kernel, tenant, path),
+            "link": tenant_url(kernel, tenant, path),
         },
         job_id=f"erp.invoice-mail:{invoice.id}:{invoice.sent_at.isoformat()}",
     )
@@ -542,7 +543,7 @@ async def send_reminders(kernel: Any, session: AsyncSession, tenant: TenantInfo,
                 "due_date": formatting.date(invoice.due_date, locale),
                 "balance": formatting.money(balance(invoice), invoice.currency, locale),
                 "days_overdue": days,
-                "link": mailer.tenant_url(kernel, tenant, path),
+                "link": tenant_url(kernel, tenant, path),
             },
             job_id=f"erp.reminder:{invoice.id}:{due}",
         )

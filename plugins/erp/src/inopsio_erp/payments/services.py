@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.errors import Problem
+from inopsio.tenancy.addresses import tenant_url
 from inopsio.tenancy.schemas import TenantInfo
 from inopsio_erp import formatting, mailer
 from inopsio_erp.events import PaymentEvent, publish
@@ -147,7 +148,7 @@ async def send_confirmation(kernel: Any, tenant: TenantInfo, invoice: Invoice, p
             "amount": formatting.money(payment.amount, invoice.currency, locale),
             "balance": formatting.money(left, invoice.currency, locale),
             "balance_open": left > 0,
-            "link": mailer.tenant_url(kernel, tenant, path),
+            "link": tenant_url(kernel, tenant, path),
         },
         job_id=f"erp.payment-mail:{payment.id}",
     )

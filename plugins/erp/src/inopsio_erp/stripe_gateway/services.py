@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.db import utcnow
 from inopsio.errors import Problem
+from inopsio.tenancy.addresses import tenant_url
 from inopsio.tenancy.schemas import TenantInfo
-from inopsio_erp import mailer
 from inopsio_erp.company import get_settings, secret_box
 from inopsio_erp.invoices import services as invoices
 from inopsio_erp.models import ErpSettings, Invoice, Payment, StripeEvent
@@ -367,4 +367,4 @@ async def _refunded(kernel: Any, session: AsyncSession, tenant: TenantInfo, char
 
 
 def return_url_for(kernel: Any, tenant: TenantInfo, invoice: Invoice) -> str:
-    return mailer.tenant_url(kernel, tenant, invoices.public_path(invoice) or "/")
+    return tenant_url(kernel, tenant, invoices.public_path(invoice) or "/")
