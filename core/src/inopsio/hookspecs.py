@@ -1,8 +1,11 @@
 """The hooks through which plugins, and the kernel's own features, extend Inopsio.
 
 Every hook that adds things takes a ``register`` callback: call it once per thing you add. The
-kernel validates each item as it arrives and names your plugin when one is wrong. Each hook is
-documented with an example in ``docs/plugin-hooks.md``.
+kernel validates each item as it arrives and names your plugin when one is wrong. Each docstring
+says the hook's arguments, what it returns, when it is called and shows an example; the section of
+the same name in ``docs/plugin-hooks.md`` (checked against this module by a test) says more.
+The kernel calls every hook through pluggy's hook caller, so ``@hookimpl(wrapper=True)`` wrappers
+and ``INOPSIO_TRACE_HOOKS`` see each call.
 
 Hooks about one tenant (``on_tenant_created``, ``seed_demo_data``) are only called for the
 plugins that tenant has enabled; a plugin never needs to ask "am I enabled here?".
@@ -32,9 +35,10 @@ def register_routes(register: Callable[[Any], None], settings: Settings) -> None
     """Add HTTP route handlers, controllers or routers.
 
     Called once while the app is built. ``register(handler)`` takes anything Litestar accepts
-    as a route handler. Routes of a plugin live under ``/api/v1/<plugin>/`` (API) or
-    ``/<plugin>/`` (pages); the kernel refuses others. A plugin's routes answer 404 for a
-    tenant that has switched the plugin off.
+    as a route handler; ``settings`` are the app's settings. Returns nothing. Routes of a plugin
+    live under ``/api/v1/<plugin>/`` (API) or ``/<plugin>/`` (pages); the kernel refuses others.
+    A plugin's routes answer 404 for a tenant that has switched the plugin off.
+    Example: ``register(NoteController)`` (a ``Controller`` with ``path = "/api/v1/sample/notes"``).
     """
 
 
@@ -42,8 +46,9 @@ def register_routes(register: Callable[[Any], None], settings: Settings) -> None
 def register_models(register: Callable[[type], None]) -> None:
     """Declare the SQLAlchemy models (subclasses of ``inopsio.db.Base``) the plugin owns.
 
-    Called once while the app is built and by ``inopsio migrate``. Tenant-owned models use
-    ``TenantOwned``/``TenantScoped``; the isolation conformance test checks each of them.
+    Called once while the app is built and by ``inopsio migrate``; ``register(model)`` once per
+    model class. Returns nothing. Tenant-owned models use ``TenantOwned``/``TenantScoped``; the
+    isolation conformance test checks each of them. Example: ``register(Note)``.
     """
 
 
@@ -53,7 +58,9 @@ def register_migrations(register: Callable[..., None]) -> None:
 
     ``location`` is the folder of the plugin's revision files; its first revision carries
     ``branch_labels = ("<branch_label>",)`` and ``depends_on`` the kernel revision it builds on
-    (``"kernel_0001"`` or later).
+    (``"kernel_0001"`` or later). Returns nothing; called whenever the migration set-up is built
+    (``inopsio migrate``, ``serve``, ``migrations new``). Example:
+    ``register(Path(__file__).parent / "migrations", "sample")``.
     ``inopsio migrate`` upgrades every head. ``inopsio migrations new <branch_label> "message"``
     starts a revision after the branch's head; ``inopsio.db.migration_helpers.tenant_table``
     creates a tenant-owned table in it as the model declares it.
@@ -67,7 +74,8 @@ def register_permissions(register: Callable[[Any], None]) -> None:
     Names are ``<plugin>.<resource>.<action>`` (``crm.leads.read``); ``roles`` are the built-in
     roles (admin, manager, member, viewer) that get it by default; owners get everything. Tenant
     admins can grant any declared permission to custom roles. Guard a route with
-    ``opt={"permission": "crm.leads.read"}``.
+    ``opt={"permission": "crm.leads.read"}``. Returns nothing; called when the kernel is built
+    (app, worker and CLI).
     """
 
 
@@ -86,7 +94,8 @@ def register_event_types(register: Callable[[Any], None]) -> None:
     may not see (a member's private leads); it must answer ``False`` for data it does not recognise.
     The activity feed, the WebSocket, webhooks and workflow triggers show an event only to readers
     who pass both. A type without a permission, or naming one no loaded plugin declares, stops the
-    app at start-up with an error naming the plugin.
+    app at start-up with an error naming the plugin. Returns nothing; called when the kernel is
+    built (app, worker and CLI).
     """
 
 
@@ -99,7 +108,8 @@ def register_event_handlers(register: Callable[..., None]) -> None:
     effects happen once). The first argument is an exact type, a prefix like ``"crm.deal.*"`` or
     ``"*"``; a plugin may handle other plugins' events by name without importing them. Delivery is
     at least once; failures retry with backoff and park after ``max_attempts``. Only plugins the
-    event's tenant has enabled are called.
+    event's tenant has enabled are called. Returns nothing; called when the kernel is built (app
+    and worker).
     """
 
 
@@ -107,7 +117,9 @@ def register_event_handlers(register: Callable[..., None]) -> None:
 def register_health_checks(register: Callable[[str, Callable[[Kernel], Any]], None]) -> None:
     """Add readiness checks: ``register(name, check)``, ``check`` an async callable taking the kernel.
 
-    ``/health/ready`` answers 503 naming every check that raised or took longer than two seconds.
+    Returns nothing; called when the kernel is built. ``/health/ready`` answers 503 naming every
+    check that raised or took longer than two seconds. Example:
+    ``register("sample.storage", check_storage)`` with ``async def check_storage(kernel): ...``.
     """
 
 
@@ -115,7 +127,8 @@ def register_health_checks(register: Callable[[str, Callable[[Kernel], Any]], No
 def register_jobs(register: Callable[..., None], settings: Settings) -> None:
     """Add background jobs (arq): ``register(function, name=..., max_tries=5, timeout=300, retry_delay=10)``.
 
-    Called once when the kernel is built, by the web app and by ``inopsio worker``. ``function`` is
+    Called once when the kernel is built (with the app's ``settings``), by the web app and by
+    ``inopsio worker``; returns nothing. ``function`` is
     ``async def job(ctx, **kwargs)``; ``name`` is ``<plugin>.<job>``. Queue one with
     ``await kernel.jobs.enqueue(name, tenant_id=..., **kwargs)`` (plain-data arguments; ``_job_id``
     for idempotency, ``_defer_by`` to delay). The job runs with ``ctx["kernel"]``, ``ctx["tenant_id"]``,
@@ -138,25 +151,42 @@ def register_jobs(register: Callable[..., None], settings: Settings) -> None:
 
 @hookspec
 def register_cli_commands(register: Callable[[Any], None]) -> None:
-    """Add ``click`` commands or groups to the ``inopsio`` command line."""
+    """Add ``click`` commands or groups to the ``inopsio`` command line: ``register(command)``.
+
+    Called once per run of ``inopsio``, when it first lists or looks up a command; returns nothing.
+    The kernel's own commands (``serve``, ``worker``, ``migrate``, ...) come through this hook too.
+    A name already taken, or an object that is not a click command, is an error naming the plugin.
+    Example: ``register(hello_count)``, ``hello_count`` a ``@click.command("hello-count")``.
+    """
 
 
 @hookspec
 async def on_startup(kernel: Kernel) -> None:
-    """Called (and awaited) once per web process after the database and Redis are reachable."""
+    """Called (and awaited) once per web process after the database and Redis are reachable.
+
+    ``kernel`` is the process's kernel; returns nothing; if it raises, the process does not start.
+    Example: ``kernel.tasks.append(asyncio.create_task(refresh_rates(kernel)))`` (tasks in
+    ``kernel.tasks`` are cancelled at shutdown).
+    """
 
 
 @hookspec
 async def on_shutdown(kernel: Kernel) -> None:
-    """Called (and awaited) once per web process while it shuts down, in reverse plugin order."""
+    """Called (and awaited) once per web process while it shuts down, in reverse plugin order.
+
+    ``kernel`` as for ``on_startup``; returns nothing. Example:
+    ``await kernel.redis.delete(f"{kernel.settings.redis_namespace}:hello:lock")``.
+    """
 
 
 @hookspec
 async def on_tenant_created(tenant: TenantInfo, session: AsyncSession) -> None:
     """Seed per-tenant defaults (e.g. a default pipeline) for a new tenant.
 
-    Runs inside the tenant-scoped transaction that creates the tenant: if a plugin raises, the
-    tenant is not created. Only plugins enabled for the tenant are called.
+    ``tenant`` is the new tenant's ``TenantInfo``; ``session`` the tenant-scoped transaction that
+    creates it: if a plugin raises, the tenant is not created. Returns nothing. Called (and
+    awaited) once per new tenant, only for the plugins enabled for it. Example:
+    ``session.add(Pipeline(name="Sales", is_default=True))``.
     """
 
 
@@ -164,7 +194,10 @@ async def on_tenant_created(tenant: TenantInfo, session: AsyncSession) -> None:
 async def seed_demo_data(tenant: TenantInfo, session: AsyncSession) -> None:
     """Fill the demo tenant with realistic sample data (``inopsio serve --demo``).
 
-    Runs once, in the demo tenant's transaction, after ``on_tenant_created``.
+    ``tenant`` and ``session`` as for ``on_tenant_created``; returns nothing. Called (and awaited)
+    once, in the demo tenant's transaction, after ``on_tenant_created``, for tenants created with
+    demo data, only for the plugins enabled there. Example:
+    ``session.add_all([Note(text="Hello from the demo")])``.
     """
 
 
@@ -175,7 +208,8 @@ def register_web_assets(register: Callable[[Any], None]) -> None:
     Templates are then found as ``"<plugin>/<path>"`` and static files are served at
     ``/static/<plugin>/<path>`` under a content-hashed name (``asset_url("<plugin>/<path>")`` in a
     template). Pages are ordinary routes under ``/<plugin>/`` (``register_routes``) that return
-    ``inopsio.web.page(request, "<plugin>/<template>", context)``.
+    ``inopsio.web.page(request, "<plugin>/<template>", context)``. Returns nothing; called once
+    while the app is built.
     """
 
 
@@ -185,6 +219,7 @@ def register_menu(register: Callable[[Any], None]) -> None:
     permission="crm.leads.read", icon="users", order=10))``.
 
     Each user sees the entries their permissions allow, of the plugins their tenant has enabled.
+    Returns nothing; called once while the app is built.
     """
 
 
@@ -194,6 +229,7 @@ def register_dashboard_cards(register: Callable[[Any], None]) -> None:
     href="/crm/cards/pipeline", permission="crm.deals.read"))``.
 
     The card's body is the HTML fragment ``href`` answers, loaded after the page by htmx.
+    Returns nothing; called once while the app is built; shown for tenants with the plugin on.
     """
 
 
@@ -205,7 +241,7 @@ def register_workflow_nodes(register: Callable[[Any], None]) -> None:
     owner may read at that moment (``inopsio.automation.trigger_may_fire``, the rule of the activity
     feed). Actions and conditions carry an async ``execute(ctx, config, data)`` (see
     ``inopsio.automation``). Listed with their config schemas by ``GET /api/v1/automation/node-types``
-    for the tenant's enabled plugins.
+    for the tenant's enabled plugins. Returns nothing; called when the kernel is built.
     """
 
 
@@ -222,4 +258,6 @@ def render_error(
     browsers (``Accept: text/html`` outside ``/api/``) with an error page or the sign-in redirect,
     so the error layer never imports the web layer. A response that fails to render is logged and
     the problem document is sent instead. Validation errors (422) are always problem documents.
+    Example: ``return Response(content=f"{status}: {detail}", status_code=status,
+    media_type="text/plain")`` for the plugin's own kiosk pages, ``None`` elsewhere.
     """
