@@ -6,10 +6,11 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import msgspec
 import psycopg
 import pytest_asyncio
-from litestar import get, post
+from litestar import Response, get, post
 from litestar.params import JSONBody
 from litestar.testing import AsyncTestClient
 
@@ -221,3 +222,28 @@ async def test_nul_in_a_readers_text_answers_400_problem(
     monkeypatch.setattr(kernel.db.reads, "fetch", refuse)
     response = await client.get(f"/api/v1/sample/public-notes/{uuid.uuid4()}", headers={"X-Tenant": tenant.slug})
     assert_problem(response, 400, "invalid-text")
+
+
+async def test_a_plugins_render_error_answers_before_the_kernels_pages_and_problem_documents(
+    inopsio_migrated: Settings,
+) -> None:
+    class Kiosk:
+        INOPSIO_PLUGIN_NAME = "kiosk"
+
+        @hookimpl
+        def render_error(self, request: Any, status: int, code: str, detail: str, members: Any) -> Any:
+            if request.url.path.startswith("/kiosk/"):
+                return Response(content=f"{status}: {detail}", status_code=status, media_type="text/plain")
+            return None
+
+    app = create_app(inopsio_migrated, plugins=[Kiosk()])
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+        kiosk = await client.get("/kiosk/screen")
+        assert (kiosk.status_code, kiosk.text) == (404, "404: There is nothing at this address.")
+        page = await client.get("/nowhere", headers={"Accept": "text/html"})
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        api = await client.get("/api/v1/nowhere")
+        assert api.status_code == 404
+        assert api.headers["content-type"] == "application/problem+json"
