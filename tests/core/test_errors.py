@@ -243,7 +243,7 @@ async def test_a_plugins_render_error_answers_before_the_kernels_pages_and_probl
         assert (kiosk.status_code, kiosk.text) == (404, "404: There is nothing at this address.")
         page = await client.get("/nowhere", headers={"Accept": "text/html"})
         assert page.status_code == 404
-        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
         api = await client.get("/api/v1/nowhere")
         assert api.status_code == 404
         assert api.headers["content-type"] == "application/problem+json"

@@ -49,7 +49,8 @@ def browser_response(
         target = login_location(request.scope) if status == 401 else "/login"
         return Response(content=None, status_code=303, headers={"Location": target})
     html = error_html(request.scope, status, code, detail, **members)
-    return Response(content=html, status_code=status, media_type="text/html; charset=utf-8")
+    # Litestar adds the charset to a text/* media type itself (given one, it would send it twice).
+    return Response(content=html, status_code=status, media_type="text/html")
 
 
 def error_html(scope: Any, status: int, code: str, detail: str, **extra: Any) -> str:
