@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+from uuid import UUID
 
+import facturx
 from sqlalchemy import text
 
 
@@ -185,7 +187,7 @@ async def test_member_cannot_issue(erp, sign_in, client):
     assert response.status_code == 403
 
 
-async def test_send_emails_the_customer_link(erp, run_jobs, smtp_sink):
+async def test_send_emails_the_customer_link_with_the_factur_x_pdf_attached(erp, run_jobs, smtp_sink):
     customer = await erp.customer(email="pay@customer.example")
     issued = await erp.issued(customer["id"])
     await erp.call("POST", f"/invoices/{issued['id']}/send", json={})
@@ -193,6 +195,36 @@ async def test_send_emails_the_customer_link(erp, run_jobs, smtp_sink):
     [message] = smtp_sink.to("pay@customer.example")
     assert issued["number"] in message["Subject"]
     assert issued["public_url"] in message.get_body(("plain",)).get_content()
+    assert issued["number"] in message.get_body(("html",)).get_content()
+    [attachment] = message.iter_attachments()
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_filename() == f"{issued['number']}.pdf"
+    pdf = attachment.get_content()
+    assert pdf.startswith(b"%PDF")
+    # Factur-X: the EN 16931 XML travels inside the PDF.
+    filename, xml = facturx.get_xml_from_pdf(pdf, check_xsd=False)
+    assert filename == "factur-x.xml"
+    assert issued["number"].encode() in xml
+
+
+async def test_a_send_that_rolls_back_mails_nothing(erp, kernel, run_jobs, smtp_sink):
+    from inopsio_erp.invoices import services
+
+    customer = await erp.customer(email="never@customer.example")
+    issued = await erp.issued(customer["id"])
+
+    class Abort(Exception):
+        pass
+
+    try:
+        async with kernel.db.session(erp.tenant.id) as session:
+            await services.send(kernel, session, erp.tenant, UUID(issued["id"]))
+            raise Abort
+    except Abort:
+        pass
+    await run_jobs()
+    assert smtp_sink.to("never@customer.example") == []
+    assert (await erp.call("GET", f"/invoices/{issued['id']}"))["sent_at"] is None
 
 
 async def test_daily_run_marks_overdue_and_sends_reminders_once(erp, kernel, run_jobs, smtp_sink, drain_events):

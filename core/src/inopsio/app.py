@@ -35,7 +35,7 @@ from inopsio.identity.rbac import Permission
 from inopsio.identity.services import Identity
 from inopsio.jobs import JobQueue, collect_jobs, run_worker
 from inopsio.kernel import Kernel
-from inopsio.mail.service import MailService
+from inopsio.mail.service import MailService, collect_mail_templates
 from inopsio.observability import Observability, configure_logging
 from inopsio.plugins import KERNEL, PluginError, PluginRegistry, build_plugin_manager
 from inopsio.quotas.services import QuotaService
@@ -161,7 +161,6 @@ def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
     kernel = Kernel(settings=settings, plugins=registry, db=db, redis=redis, tenants=tenants, quotas=quotas)
     kernel.observability = Observability(settings)
     kernel.jobs = JobQueue(settings, redis.connection_pool, collect_jobs(registry, settings))
-    kernel.mail = MailService(settings, kernel.jobs)
 
     def validate_check(plugin: str, item: Any) -> None:
         if not (isinstance(item, tuple) and len(item[0]) == 2 and callable(item[0][1])):
@@ -173,6 +172,7 @@ def build_kernel(settings: Settings, registry: PluginRegistry) -> Kernel:
     kernel.events = EventBus(
         db, redis, registry, settings.redis_namespace, *collect_events(registry, kernel.identity.authorizer.permissions)
     )
+    kernel.mail = MailService(settings, kernel.jobs, db, kernel.events, collect_mail_templates(registry))
     kernel.node_types = collect_node_types(registry, kernel.events)
     return kernel
 

@@ -214,6 +214,18 @@ def register_web_assets(register: Callable[[Any], None]) -> None:
 
 
 @hookspec
+def register_mail_templates(register: Callable[[Any], None]) -> None:
+    """Add the plugin's mail templates: ``register(Path(__file__).parent / "templates" / "erp" / "mail")``.
+
+    The folder holds ``<name>.subject.txt``, ``<name>.txt`` and ``<name>.html`` per message; they are
+    then rendered (sandboxed, HTML autoescaped) as ``"<plugin>/<name>"`` by
+    ``kernel.mail.queue(session, tenant, to=..., template="<plugin>/<name>", context=..., attachments=...)``,
+    which writes the message in the caller's transaction and sends it after commit. One folder per plugin.
+    Returns nothing; called once while the app is built.
+    """
+
+
+@hookspec
 def register_menu(register: Callable[[Any], None]) -> None:
     """Add navigation entries: ``register(MenuEntry(label="Leads", href="/crm/leads", section="CRM",
     permission="crm.leads.read", icon="users", order=10))``.

@@ -132,17 +132,18 @@ class InvitationsController(Controller):
                 role=data.role,
                 invitation=str(invitation.id),
             )
-        await kernel.mail.send(
-            tenant,
-            to=email,
-            template="invitation",
-            context={
-                "link": tenant_link(kernel, tenant, "/accept-invitation", token),
-                "inviter": (inviter.name or inviter.email) if inviter else "An administrator",
-                "role": data.role,
-                "expires_days": INVITATION_LIFETIME.days,
-            },
-        )
+            await kernel.mail.queue(
+                session,
+                tenant,
+                to=email,
+                template="invitation",
+                context={
+                    "link": tenant_link(kernel, tenant, "/accept-invitation", token),
+                    "inviter": (inviter.name or inviter.email) if inviter else "An administrator",
+                    "role": data.role,
+                    "expires_days": INVITATION_LIFETIME.days,
+                },
+            )
         return _out(invitation)
 
     @get("/", opt={PERMISSION_OPT: "kernel.members.read"})

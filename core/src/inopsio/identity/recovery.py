@@ -107,17 +107,18 @@ class RecoveryController(Controller):
                 user_agent=client.user_agent,
                 outcome="success" if member else "failure",
             )
-        if token is not None and user is not None:
-            await kernel.mail.send(
-                tenant,
-                to=user.email,
-                template="reset_password",
-                context={
-                    "link": tenant_link(kernel, tenant, "/reset-password", token),
-                    "user_name": user.name,
-                    "expires_minutes": int(RESET_PASSWORD_LIFETIME.total_seconds() // 60),
-                },
-            )
+            if token is not None and user is not None:
+                await kernel.mail.queue(
+                    session,
+                    tenant,
+                    to=user.email,
+                    template="reset_password",
+                    context={
+                        "link": tenant_link(kernel, tenant, "/reset-password", token),
+                        "user_name": user.name,
+                        "expires_minutes": int(RESET_PASSWORD_LIFETIME.total_seconds() // 60),
+                    },
+                )
         return AcceptedOut(detail=FORGOT_ANSWER)
 
     @post("/password/reset", status_code=204, opt={PUBLIC_OPT: True})

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
-from babel.dates import format_datetime
-from babel.numbers import format_currency, format_decimal
 
+from inopsio import templating
 from inopsio.web.assets import AssetManifest
 from inopsio.web.contributions import DashboardCard, MenuEntry, WebAssets, check_plugin_name
 
@@ -57,18 +55,14 @@ class WebRegistry:
             ((registry.module_of(p), c) for p, c in registry.collect("register_dashboard_cards", validate_card)),
             key=lambda pair: (pair[1].order, pair[1].title),
         )
-        self.env = jinja2.Environment(
-            loader=jinja2.PrefixLoader(loaders, delimiter="/"),
+        self.env = templating.environment(
+            jinja2.PrefixLoader(loaders, delimiter="/"),
             autoescape=True,
             trim_blocks=True,
             lstrip_blocks=True,
-            undefined=jinja2.StrictUndefined,
             auto_reload=False,
         )
         self.env.globals["asset_url"] = self.assets.url
-        self.env.filters["money"] = _money
-        self.env.filters["number"] = _number
-        self.env.filters["datetime"] = _datetime
 
     def render(self, template: str, context: dict[str, Any]) -> str:
         return self.env.get_template(template).render(context)
@@ -93,23 +87,3 @@ class WebRegistry:
             for module, card in self.cards
             if (module == "kernel" or enabled(module)) and (not card.permission or card.permission in permissions)
         ]
-
-
-def _money(value: Any, currency: str = "EUR", locale: str = "en") -> str:
-    return str(format_currency(value, currency, locale=locale.replace("-", "_")))
-
-
-def _number(value: Any, locale: str = "en") -> str:
-    return str(format_decimal(value, locale=locale.replace("-", "_")))
-
-
-def _datetime(value: dt.datetime | None, locale: str = "en", tz: str = "UTC") -> str:
-    if value is None:
-        return ""
-    return str(format_datetime(value, "medium", tzinfo=dt.UTC if tz == "UTC" else _zone(tz), locale=locale))
-
-
-def _zone(name: str) -> Any:
-    import zoneinfo
-
-    return zoneinfo.ZoneInfo(name)

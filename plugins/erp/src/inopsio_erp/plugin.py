@@ -147,6 +147,13 @@ async def seed_demo_data(tenant: Any, session: Any) -> None:
 
 
 @hookimpl
+def register_mail_templates(register: Any) -> None:
+    from inopsio_erp.mailer import TEMPLATES
+
+    register(TEMPLATES)
+
+
+@hookimpl
 def register_web_assets(register: Any) -> None:
     from inopsio.web import WebAssets
 

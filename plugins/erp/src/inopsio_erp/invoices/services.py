@@ -3,6 +3,7 @@ sending, overdue marking, reminders and recurring templates."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 from collections.abc import Sequence
@@ -17,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inopsio.db import utcnow
 from inopsio.errors import Problem
+from inopsio.mail import Attachment
 from inopsio.tenancy.addresses import tenant_url
 from inopsio.tenancy.schemas import TenantInfo
-from inopsio_erp import formatting, mailer, totals
+from inopsio_erp import formatting, totals
 from inopsio_erp.catalog.services import get_customer, tax_rates_by_id
 from inopsio_erp.company import format_number, get_settings, pattern_period
 from inopsio_erp.events import InvoiceEvent, publish
@@ -459,7 +461,8 @@ async def send(
     to: str | None = None,
     actor: str | None = None,
 ) -> Invoice:
-    """Email the invoice's link to its customer (once per call; a retried job sends one message)."""
+    """Email the invoice to its customer: its link, with the Factur-X PDF attached (a PDF/A-3 that also
+    carries the EN 16931 XML). The mail is queued in ``session``'s transaction: sent once it commits."""
     invoice = await get_invoice(session, invoice_id, lock=True)
     if invoice.status in ("draft", "void"):
         raise Problem(409, "invoice-not-issued", f"A {invoice.status} invoice cannot be sent.")
@@ -468,13 +471,20 @@ async def send(
         raise field_problem("/to", "the customer has no email address: give one", code="no-recipient")
     path = public_path(invoice)
     assert path is not None
+    # The documents are built from invoices, so they are imported when first needed, not with this module.
+    from inopsio_erp.documents.einvoice import facturx_pdf
+    from inopsio_erp.documents.model import load_document
+
     locale = tenant.settings.locale
     invoice.sent_at = utcnow()
-    await mailer.send(
-        kernel,
+    document = await load_document(session, tenant, invoice)
+    # Rendering is CPU work (tens of milliseconds): off the event loop, so other requests go on.
+    pdf = await asyncio.to_thread(facturx_pdf, document)
+    await kernel.mail.queue(
+        session,
         tenant,
         to=address,
-        template="invoice",
+        template="erp/invoice",
         context={
             "customer_name": invoice.customer_snapshot.get("name", ""),
             "number": invoice.number,
@@ -482,7 +492,8 @@ async def send(
             "due_date": formatting.date(invoice.due_date, locale),
             "link": tenant_url(kernel, tenant, path),
         },
-        job_id=f"erp.invoice-mail:{invoice.id}:{invoice.sent_at.isoformat()}",
+        attachments=[Attachment(filename=f"{invoice.number}.pdf", content_type="application/pdf", content=pdf)],
+        actor=actor,
     )
     await session.flush()
     await publish(kernel, session, "erp.invoice.sent", invoice_event(invoice), actor=actor)
@@ -514,7 +525,7 @@ async def mark_overdue(kernel: Any, session: AsyncSession, today: dt.date) -> li
 async def send_reminders(kernel: Any, session: AsyncSession, tenant: TenantInfo, today: dt.date) -> int:
     """Email a reminder for each overdue invoice that reached its next reminder day (settings'
     ``reminder_days`` after the due date). Each reminder goes once: its count is kept on the invoice
-    and its mail job id names it."""
+    and its mail is queued in the same transaction."""
     settings = await get_settings(session)
     thresholds = sorted(int(d) for d in settings.reminder_days)
     if not thresholds:
@@ -532,11 +543,11 @@ async def send_reminders(kernel: Any, session: AsyncSession, tenant: TenantInfo,
             continue
         path = public_path(invoice)
         assert path is not None
-        await mailer.send(
-            kernel,
+        await kernel.mail.queue(
+            session,
             tenant,
             to=email,
-            template="reminder",
+            template="erp/reminder",
             context={
                 "customer_name": invoice.customer_snapshot.get("name", ""),
                 "number": invoice.number,
@@ -545,7 +556,6 @@ async def send_reminders(kernel: Any, session: AsyncSession, tenant: TenantInfo,
                 "days_overdue": days,
                 "link": tenant_url(kernel, tenant, path),
             },
-            job_id=f"erp.reminder:{invoice.id}:{due}",
         )
         invoice.reminders_sent = due
         sent += 1

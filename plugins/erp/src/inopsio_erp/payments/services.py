@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inopsio.errors import Problem
 from inopsio.tenancy.addresses import tenant_url
 from inopsio.tenancy.schemas import TenantInfo
-from inopsio_erp import formatting, mailer
+from inopsio_erp import formatting
 from inopsio_erp.events import PaymentEvent, publish
 from inopsio_erp.invoices import services as invoices
 from inopsio_erp.models import Invoice, Payment
@@ -126,22 +126,25 @@ async def record_payment(
     if invoice.status == "paid":
         await publish(kernel, session, "erp.invoice.paid", invoices.invoice_event(invoice), actor=actor)
     if confirm_by_email:
-        await send_confirmation(kernel, tenant, invoice, payment)
+        await send_confirmation(kernel, session, tenant, invoice, payment)
     return payment
 
 
-async def send_confirmation(kernel: Any, tenant: TenantInfo, invoice: Invoice, payment: Payment) -> None:
+async def send_confirmation(
+    kernel: Any, session: AsyncSession, tenant: TenantInfo, invoice: Invoice, payment: Payment
+) -> None:
+    """Queue the customer's payment confirmation in the payment's transaction (sent once it commits)."""
     email = invoice.customer_snapshot.get("email", "")
     if not email:
         return
     locale = tenant.settings.locale
     left = invoices.balance(invoice)
     path = invoices.public_path(invoice) or ""
-    await mailer.send(
-        kernel,
+    await kernel.mail.queue(
+        session,
         tenant,
         to=email,
-        template="payment_received",
+        template="erp/payment_received",
         context={
             "customer_name": invoice.customer_snapshot.get("name", ""),
             "number": invoice.number,
@@ -150,7 +153,6 @@ async def send_confirmation(kernel: Any, tenant: TenantInfo, invoice: Invoice, p
             "balance_open": left > 0,
             "link": tenant_url(kernel, tenant, path),
         },
-        job_id=f"erp.payment-mail:{payment.id}",
     )
 
 
