@@ -50,7 +50,8 @@ class Kernel:
         self.events: EventBus = None  # type: ignore[assignment]
         #: Background jobs (arq): ``await kernel.jobs.enqueue(name, tenant_id=..., **kwargs)``.
         self.jobs: JobQueue = None  # type: ignore[assignment]
-        #: Outgoing mail: ``await kernel.mail.send(tenant, to=..., template=..., context={...})``.
+        #: Outgoing mail, sent after the caller's transaction commits:
+        #: ``await kernel.mail.queue(session, tenant, to=..., template=..., context={...}, attachments=[...])``.
         self.mail: MailService = None  # type: ignore[assignment]
         #: WebSocket fan-out of this process (``realtime.connections``: open sockets); set at start-up.
         self.realtime: RealtimeHub = None  # type: ignore[assignment]
