@@ -296,7 +296,7 @@ class IdentityLinks:
                 method=method,
             )
             out = await self._out(session, existing)
-        await self._notify(tenant, user, "linked", link.provider, link.issuer, method, client)
+            await self._notify(session, tenant, user, "linked", link.provider, link.issuer, method, client)
         return out
 
     async def _holder(self, session: AsyncSession, link: PendingLink, signed_in: UUID | None) -> User | None:
@@ -360,7 +360,7 @@ class IdentityLinks:
                 subject=row.subject,
                 method="signed-in",
             )
-        await self._notify(tenant, user, "unlinked", ", ".join(providers), row.issuer, "signed-in", client)
+            await self._notify(session, tenant, user, "unlinked", ", ".join(providers), row.issuer, "signed-in", client)
 
     async def _providers(self, session: AsyncSession, issuer: str) -> list[str]:
         names = await session.execute(
@@ -379,6 +379,7 @@ class IdentityLinks:
 
     async def _notify(
         self,
+        session: AsyncSession,
         tenant: TenantInfo,
         user: User,
         change: str,
@@ -387,7 +388,9 @@ class IdentityLinks:
         method: str,
         client: ClientInfo,
     ) -> None:
-        await self.kernel.mail.send(
+        """Tell the holder about the change, in its transaction: a change that rolls back mails nothing."""
+        await self.kernel.mail.queue(
+            session,
             tenant,
             to=user.email,
             template="oidc_identity_changed",
