@@ -231,3 +231,24 @@ def test_an_attachment_needs_a_bare_file_name_and_a_content_type() -> None:
         Attachment(filename="../etc/passwd", content_type="text/plain", content=b"")
     with pytest.raises(ValueError, match="not a content type"):
         Attachment(filename="a.txt", content_type="text plain\r\nBcc: x", content=b"")
+
+
+async def test_retention_deletes_old_sent_mail_and_keeps_what_is_still_queued(
+    kernel: Any, make_tenant: Any, run_jobs: Any
+) -> None:
+    from inopsio.mail.plugin import apply_retention
+
+    tenant = await make_tenant()
+    async with kernel.db.session(tenant.id) as session:
+        sent = await queue_invitation(kernel, session, tenant, f"old-{secrets.token_hex(4)}@example.com")
+    await run_jobs()
+    async with kernel.db.session(tenant.id) as session:
+        waiting = await queue_invitation(kernel, session, tenant, f"waiting-{secrets.token_hex(4)}@example.com")
+    async with kernel.db.session(tenant.id) as session:
+        await session.execute(text("UPDATE mail_outbox SET created_at = now() - interval '400 days'"))
+    assert await apply_retention({"kernel": kernel}) >= 1
+    async with kernel.db.session(tenant.id) as session:
+        left = set((await session.execute(select(OutgoingMail.id))).scalars())
+    assert left == {waiting}
+    assert sent not in left
+    await run_jobs()
