@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
-from inopsio.db.rls import disable_tenant_rls, enable_tenant_rls
+from inopsio.db.migration_helpers import drop_tenant_table, tenant_table
 
 revision: str = "kernel_0008"
 down_revision: str | Sequence[str] | None = "kernel_0007"
@@ -22,10 +21,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    tenant_table(
         "mail_outbox",
-        sa.Column("tenant_id", sa.Uuid(), nullable=False),
-        sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("template", sa.String(length=200), nullable=False),
         sa.Column("sender", sa.String(length=400), nullable=False),
         sa.Column("recipient", sa.String(length=400), nullable=False),
@@ -38,15 +35,9 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["tenants.id"], name=op.f("fk_mail_outbox_tenant_id_tenants"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_mail_outbox")),
+        sa.Index("ix_mail_outbox_status", "tenant_id", "status", "created_at"),
     )
-    op.create_index("ix_mail_outbox_status", "mail_outbox", ["tenant_id", "status", "created_at"])
-    enable_tenant_rls(op, "mail_outbox")
 
 
 def downgrade() -> None:
-    disable_tenant_rls(op, "mail_outbox")
-    op.drop_table("mail_outbox")
+    drop_tenant_table("mail_outbox")
